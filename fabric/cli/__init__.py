@@ -1,0 +1,76 @@
+"""The ``fabric`` command line. One module per subcommand; this module alone turns errors into exit codes.
+
+Exit codes: 0 success; 1 a check failed (chain broken, parity mismatch, unhealthy);
+2 bad usage or configuration (unknown backend, missing data_dir, bad input);
+3 not found (no such record); 4 the store is damaged (corrupt log or view).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import typer
+
+from fabric.errors import (
+    ConfigurationError,
+    CorruptLogError,
+    FabricError,
+    InvalidInputError,
+    RecordNotFoundError,
+    ViewError,
+)
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_DAMAGED = 4
+
+app = typer.Typer(
+    name="fabric",
+    help=__doc__,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _register() -> None:
+    from fabric.cli import demo, get, list_cmd, search, store  # noqa: PLC0415
+
+    for module in (demo, store, get, search, list_cmd):
+        module.register(app)
+
+
+def exit_code_for(error: FabricError) -> int:
+    if isinstance(error, RecordNotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(error, (CorruptLogError, ViewError)):
+        return EXIT_DAMAGED
+    if isinstance(error, (ConfigurationError, InvalidInputError)):
+        return EXIT_USAGE
+    return EXIT_CHECK_FAILED
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except FabricError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        raise SystemExit(exit_code_for(e)) from None
+    except typer.Exit as e:
+        raise SystemExit(e.exit_code) from None
+    except typer.Abort:
+        print("Aborted.", file=sys.stderr)
+        raise SystemExit(EXIT_CHECK_FAILED) from None
+    except Exception as e:  # click usage errors
+        import click  # noqa: PLC0415
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            raise SystemExit(EXIT_USAGE) from None
+        raise
+    raise SystemExit(EXIT_OK)
