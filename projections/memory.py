@@ -110,7 +110,7 @@ class MemoryView:
             return False
         return True
 
-    def search(self, q: Query) -> list[Hit]:
+    def search(self, q: Query) -> builtins.list[Hit]:
         with self._lock:
             if not q.terms:
                 recs = [r for r in self._records.values() if self._passes(r, q)]
@@ -133,7 +133,7 @@ class MemoryView:
             n_docs = len(self._records)
             avg = self._total_len / n_docs if n_docs else 1.0
             idf = {t: bm25_idf(n_docs, len(postings[t])) for t in unique}
-            scored: list[tuple[float, str, Record]] = []
+            scored: builtins.list[tuple[float, str, Record]] = []
             for rid in candidates:
                 rec = self._records[rid]
                 if not self._passes(rec, q):
