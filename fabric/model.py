@@ -111,23 +111,38 @@ def to_public(record: Record, *, extra_access: tuple[int, int] | None = None) ->
 _id_lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+_entropy = b""
+_entropy_pos = 0
+
+
+def _reset_after_fork() -> None:
+    """A forked child must not reuse its parent's random bytes (ids would collide)."""
+    global _entropy, _entropy_pos, _id_lock
+    _entropy, _entropy_pos, _id_lock = b"", 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def new_id() -> str:
     """A UUIDv7: time-ordered (SQLite inserts in key order), unique, monotonic within a process."""
-    global _last_ms, _counter
+    global _last_ms, _counter, _entropy, _entropy_pos
     with _id_lock:
+        if _entropy_pos + 10 > len(_entropy):
+            _entropy, _entropy_pos = os.urandom(4096), 0  # one syscall per ~400 ids
+        chunk = _entropy[_entropy_pos:_entropy_pos + 10]
+        _entropy_pos += 10
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
             _last_ms = ms
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
+            _counter = int.from_bytes(chunk[8:], "big") & 0x3FF
         else:
             _counter += 1
             if _counter > 0xFFF:
                 _last_ms += 1
                 _counter = 0
         ms, counter = _last_ms, _counter
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    rand = int.from_bytes(chunk[:8], "big") & ((1 << 62) - 1)
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -193,6 +208,14 @@ def encode_metadata(metadata: Any) -> bytes:
         return b"{}"
     if not isinstance(metadata, Mapping):
         raise InvalidRecordError(f"metadata must be a dict (a JSON object), not {type(metadata).__name__}")
+    # Fast path: JSON round trip gives back an equal value only for plain JSON data (no NaN, no
+    # non-string keys, no sets/bytes/tuples); the walker below explains any failure precisely.
+    try:
+        encoded = _ENCODER.encode(metadata)
+        if len(encoded) < 2 * MAX_METADATA_DEPTH and _META_DECODER.decode(encoded) == metadata:
+            return encoded
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.DecodeError):
+        pass
     _check_json(dict(metadata), "metadata", 0)
     try:
         return _ENCODER.encode(metadata)
@@ -212,14 +235,16 @@ def check_tags(tags: Any) -> list[str]:
     return list(tags)
 
 
+_ENUM_VALUES: Final[dict[type[Enum], dict[str, str]]] = {
+    e: {str(m.value): str(m.value) for m in e} for e in (MemoryType, StorageTier)  # type: ignore[attr-defined]
+}
+
+
 def _enum_value(value: Any, enum: type[Enum], what: str) -> str:
-    if isinstance(value, enum):
-        return str(value.value)
-    if isinstance(value, str):
-        try:
-            return str(enum(value).value)
-        except ValueError:
-            pass
+    if isinstance(value, str):  # str enums hash and compare as their value
+        found = _ENUM_VALUES[enum].get(value)
+        if found is not None:
+            return found
     allowed = ", ".join(str(m.value) for m in enum)  # type: ignore[attr-defined]
     raise InvalidRecordError(f"unknown {what} {value!r}; use one of: {allowed}")
 

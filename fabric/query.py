@@ -71,11 +71,10 @@ def tokenize(text: str) -> list[str]:
 
 
 def document_tokens(content: str, tags: Sequence[str]) -> list[str]:
-    """The tokens a record is indexed under: its content and its tags."""
-    toks = tokenize(content)
-    for tag in tags:
-        toks.extend(tokenize(tag))
-    return toks
+    """The tokens a record is indexed under: its content and its tags (a space separates like any non-word)."""
+    if tags:
+        return tokenize(content + " " + " ".join(tags))
+    return tokenize(content)
 
 
 def bm25_idf(total_docs: int, docs_with_term: int) -> float:

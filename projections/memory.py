@@ -1,7 +1,9 @@
 """The in-memory view (backend ``local_jsonl``): a dict of records and an inverted index.
 
 Rebuilt from the log on open; applying is a dict update, so the facade applies its own
-appends at once (``eager``) and reads never wait.
+appends at once (``eager``) and reads never wait. The full-text index is brought up to
+date lazily, by the next search: tokenizing is most of the cost of a write, and a bulk
+load or a cold open should not pay it record by record when nobody searches meanwhile.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class MemoryView:
     def reset(self) -> None:
         with self._lock:
             self._records: dict[str, Record] = {}
+            self._indexed: dict[str, Record] = {}  # the version of each record the index holds
+            self._dirty: set[str] = set()  # ids whose record changed since the index last saw them
             self._postings: dict[str, dict[str, int]] = {}
             self._lengths: dict[str, int] = {}
             self._total_len = 0
@@ -42,26 +46,44 @@ class MemoryView:
     def apply(self, changes: Sequence[Change], position: int) -> None:
         with self._lock:
             records = self._records
+            dirty = self._dirty
             for ch in changes:
-                if not ch.id:
+                rid = ch.id
+                if not rid:
                     continue
-                old = records.get(ch.id)
-                new = evolve(old, ch.event, id=ch.id, seq=ch.seq, ts=ch.ts)
+                old = records.get(rid)
+                new = evolve(old, ch.event, id=rid, seq=ch.seq, ts=ch.ts)
                 if new is old:
                     continue
-                reindex = old is None or new is None or old.content != new.content or old.tags != new.tags
-                if reindex and old is not None:
-                    self._unindex(old)
                 if new is None:
-                    records.pop(ch.id, None)
+                    del records[rid]
+                    dirty.add(rid)
                     continue
                 if old is not None and new.created_seq != old.created_seq:
-                    del records[ch.id]  # re-created: moves to the end of creation order
-                records[ch.id] = new
-                if reindex:
-                    self._index(new)
+                    del records[rid]  # re-created: moves to the end of creation order
+                records[rid] = new
+                if old is None or old.content != new.content or old.tags != new.tags:
+                    dirty.add(rid)
             if position > self._position:
                 self._position = position
+
+    def _refresh_index(self) -> None:
+        """Bring the inverted index up to date with the records (called by search, under the lock)."""
+        if not self._dirty:
+            return
+        records, indexed = self._records, self._indexed
+        for rid in self._dirty:
+            old = indexed.pop(rid, None)
+            new = records.get(rid)
+            if old is not None:
+                if new is not None and old.content == new.content and old.tags == new.tags:
+                    indexed[rid] = new
+                    continue
+                self._unindex(old)
+            if new is not None:
+                self._index(new)
+                indexed[rid] = new
+        self._dirty.clear()
 
     def _index(self, rec: Record) -> None:
         toks = document_tokens(rec.content, rec.tags)
@@ -112,6 +134,7 @@ class MemoryView:
 
     def search(self, q: Query) -> builtins.list[Hit]:
         with self._lock:
+            self._refresh_index()
             if not q.terms:
                 recs = [r for r in self._records.values() if self._passes(r, q)]
                 recs.sort(key=lambda r: r.id)
