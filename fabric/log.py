@@ -285,7 +285,7 @@ class EventLog:
             size = os.fstat(self._fd).st_size
             if size != self._end or self._tail.seq == 0 or size == 0:
                 self._scan_current(size)
-            if self._end >= self.segment_bytes or self._tail.seq == 0:
+            if self._end >= self.segment_bytes or self._tail.seq == 0 or self._rolled_elsewhere():
                 newer = [f for f in self.segments() if f > self._seg_first]
                 if newer:
                     nxt = newer[0]
@@ -296,6 +296,10 @@ class EventLog:
                     self._open_segment(nxt, self.segment_path(nxt))
                     continue
             return
+
+    def _rolled_elsewhere(self) -> bool:
+        """Did another process start the next segment early (a forced roll, before compaction)?"""
+        return self._tail.seq > 0 and os.path.exists(self.segment_path(self._tail.seq + 1))
 
     def _scan_current(self, size: int) -> None:
         """Read the current segment from the last known good end, validating and cutting a bad tail."""
@@ -392,7 +396,7 @@ class EventLog:
         self._check_open()
         with self._lock:
             size = os.fstat(self._fd).st_size
-            if size == self._end and self._end < self.segment_bytes:
+            if size == self._end and self._end < self.segment_bytes and not self._rolled_elsewhere():
                 return self._tail.seq
         with self._locked():
             self._repair_tail()
@@ -592,7 +596,7 @@ class EventLog:
         if not segments:
             return
         hint = self._hints.get(start)
-        if hint is not None and hint[0] in segments:
+        if hint is not None and hint[0] in segments and self._hint_ok(hint[0], hint[1], start):
             idx = segments.index(hint[0])
             offset = hint[1]
         else:
@@ -626,6 +630,23 @@ class EventLog:
         finally:
             if mark is not None:
                 self._remember(*mark)
+
+    def _hint_ok(self, first: int, offset: int, seq: int) -> bool:
+        """A remembered position is used only if the line there still is ``seq`` (segments can be rewritten)."""
+        if offset == 0:
+            return True
+        try:
+            with open(self.segment_path(first), "rb") as f:
+                f.seek(offset)
+                line = f.readline()
+        except OSError:
+            return False
+        if not line.endswith(b"\n"):
+            return line == b""  # nothing written yet at the tail: still the right place
+        try:
+            return _ENVELOPE_DECODER.decode(line).seq == seq
+        except msgspec.DecodeError:
+            return False
 
     def _scan_segment(self, first: int, offset: int, is_last: bool) -> Iterator[tuple[Envelope, int, int]]:
         """Yield (envelope, offset, end of its batch) for whole batches from ``offset``."""
