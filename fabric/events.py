@@ -116,8 +116,14 @@ class KeyRotated(Event, frozen=True, kw_only=True, omit_defaults=True):
     encryption: Any = None
 
 
+class SegmentSealed(Event, frozen=True, kw_only=True, omit_defaults=True):
+    """The segment holding this event ends here, before its size bound (e.g. ahead of a compaction)."""
+
+    TYPE: ClassVar[str] = "segment_sealed"
+
+
 PAYLOAD_TYPES: Final[tuple[type[Event], ...]] = (
-    StoreCreated, Stored, Updated, Deleted, Accessed, Forgotten, KeyRotated,
+    StoreCreated, Stored, Updated, Deleted, Accessed, Forgotten, KeyRotated, SegmentSealed,
 )
 
 

@@ -48,7 +48,7 @@ from fabric.errors import (
     LogClosedError,
     LogWriteError,
 )
-from fabric.events import ENVELOPE_VERSION, STORE_ID, StoreCreated, encode_payload
+from fabric.events import ENVELOPE_VERSION, STORE_ID, SegmentSealed, StoreCreated, encode_payload
 
 log = logging.getLogger("fabric.log")
 
@@ -192,6 +192,7 @@ class EventLog:
         if segment_bytes < 1024:
             raise ConfigurationError("segment_bytes must be at least 1024")
         self.path = Path(data_dir)
+        self._sealed = False  # the current segment ends with a SegmentSealed event: a newer one exists
         self.durability: Durability = durability
         self.segment_bytes = segment_bytes
         self.sync_interval = sync_interval
@@ -260,6 +261,7 @@ class EventLog:
         return self.path / segment_name(first_seq)
 
     def _open_segment(self, first: int, path: Path) -> None:
+        self._sealed = False
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         if self._fd >= 0:
             os.close(self._fd)
@@ -285,7 +287,7 @@ class EventLog:
             size = os.fstat(self._fd).st_size
             if size != self._end or self._tail.seq == 0 or size == 0:
                 self._scan_current(size)
-            if self._end >= self.segment_bytes or self._tail.seq == 0 or self._rolled_elsewhere():
+            if self._end >= self.segment_bytes or self._tail.seq == 0 or self._sealed:
                 newer = [f for f in self.segments() if f > self._seg_first]
                 if newer:
                     nxt = newer[0]
@@ -295,11 +297,9 @@ class EventLog:
                             segment=segment_name(nxt), offset=0)
                     self._open_segment(nxt, self.segment_path(nxt))
                     continue
+                if self._sealed:  # sealed, but the next segment was never made (crash in between)
+                    self._roll()
             return
-
-    def _rolled_elsewhere(self) -> bool:
-        """Did another process start the next segment early (a forced roll, before compaction)?"""
-        return self._tail.seq > 0 and os.path.exists(self.segment_path(self._tail.seq + 1))
 
     def _scan_current(self, size: int) -> None:
         """Read the current segment from the last known good end, validating and cutting a bad tail."""
@@ -313,6 +313,7 @@ class EventLog:
         pos = 0
         good_end = start
         pending: list[Envelope] = []
+        sealed = self._sealed if start else False
         tail = _Tail(self._tail.seq, self._tail.hash, self._tail.ts)
         committed = _Tail(tail.seq, tail.hash, tail.ts)
         while pos < len(buf):
@@ -332,6 +333,7 @@ class EventLog:
                 committed = _Tail(tail.seq, tail.hash, tail.ts)
                 good_end = start + pos
                 pending.clear()
+                sealed = env.type == SegmentSealed.TYPE
         if good_end != size:
             dropped = size - good_end
             reason = "incomplete batch" if pending else "torn last line"
@@ -343,6 +345,7 @@ class EventLog:
             log.warning("log recovery: cut %d bytes (%s) at %s:%d", dropped, reason, name, good_end)
         self._end = good_end
         self._tail = committed
+        self._sealed = sealed
 
     def _fd_path(self) -> Path:
         return self.segment_path(self._seg_first)
@@ -396,7 +399,7 @@ class EventLog:
         self._check_open()
         with self._lock:
             size = os.fstat(self._fd).st_size
-            if size == self._end and self._end < self.segment_bytes and not self._rolled_elsewhere():
+            if size == self._end and self._end < self.segment_bytes and not self._sealed:
                 return self._tail.seq
         with self._locked():
             self._repair_tail()
@@ -421,7 +424,7 @@ class EventLog:
         self._after_write(envs[-1].seq)
         return envs
 
-    def _write_locked(self, entries: Sequence[tuple[str, str, bytes]]) -> list[Envelope]:
+    def _write_locked(self, entries: Sequence[tuple[str, str, bytes]], roll: bool = True) -> list[Envelope]:
         tail = self._tail
         seq, prev, ts = tail.seq, tail.hash, tail.ts
         writer = self.writer
@@ -455,7 +458,7 @@ class EventLog:
         self._end = start + len(blob)
         self._tail = _Tail(seq, prev, ts)
         self._remember(seq + 1, self._seg_first, self._end)
-        if self._end >= self.segment_bytes:
+        if roll and self._end >= self.segment_bytes:
             self._roll()
         return envs
 
@@ -480,6 +483,22 @@ class EventLog:
         self._fsync_dir()
         if self.durability != "none":
             self._synced_seq = max(self._synced_seq, self._tail.seq)
+
+    def seal_segment(self) -> int:
+        """End the current segment now and start a new one; return the first seq of the new one.
+
+        The old segment's last event is a `SegmentSealed`, which is how other processes
+        learn (from the size change they watch anyway) that they must move on. Sealed
+        segments are never appended to again, so they can be rewritten (compaction).
+        """
+        self._check_open()
+        with self._locked():
+            self._repair_tail()
+            self._write_locked([(SegmentSealed.TYPE, STORE_ID, encode_payload(SegmentSealed()))], roll=False)
+            self._roll()
+            first = self._seg_first
+        self._after_write(self._tail.seq)
+        return first
 
     def _after_write(self, seq: int) -> None:
         if self.durability == "always":
