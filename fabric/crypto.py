@@ -41,6 +41,7 @@ it), and none of its exceptions leave this module: they become `CryptoError`s.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -98,6 +99,17 @@ def _lp(part: bytes) -> bytes:
 
 def _lps(part: str) -> bytes:
     return _lp(part.encode("utf-8", "surrogatepass"))  # total: any str has one encoding
+
+
+@functools.lru_cache(maxsize=256)
+def _lp_cached(part: bytes) -> bytes:
+    """`_lp` of the few values that repeat on every call (key ids), computed once."""
+    return _lp(part)
+
+
+@functools.lru_cache(maxsize=256)
+def _seal_aad_tail(event_type: str, key_id: str) -> bytes:
+    return _lps(event_type) + _lps(key_id)
 
 
 _AAD_SEAL: Final = _lp(b"memory-fabric") + _lp(_V) + _lp(b"seal")
@@ -359,6 +371,15 @@ class Keyring:
         return f"Keyring(key_ids={list(self._keys)!r}, current={cur!r})"
 
 
+def escrowed_key_ids(blob: bytes) -> tuple[str, str]:
+    """(wrapping key id, escrowed key id) an `export_key` blob claims (unauthenticated until
+    imported): lets an opener import only what it can and wants, without trying each blob."""
+    if len(blob) != _ESCROW_LEN or blob[0] != VERSION:
+        raise TamperedDataError(f"an escrowed store key must be {_ESCROW_LEN} bytes of format "
+                                f"{VERSION}", hint=_VERIFY_HINT)
+    return blob[1:9].hex(), blob[9:17].hex()
+
+
 def check_key(params_in_store: KeyParams | Mapping[str, Any] | None,
               passphrase: str | None) -> Keyring | None:
     """The keyring that opens a store, or None for an unencrypted store opened without a key.
@@ -391,7 +412,7 @@ def wrap_data_key(keys: Keyring | StoreKey, record_id: str, dek: bytes) -> bytes
     if not isinstance(dek, bytes) or len(dek) != KEY_BYTES:
         raise CryptoError(f"a data key must be {KEY_BYTES} bytes")
     nonce = os.urandom(NONCE_BYTES)
-    aad = _AAD_DEK + _lps(record_id) + _lp(key._kid)
+    aad = _AAD_DEK + _lps(record_id) + _lp_cached(key._kid)
     return _V + key._kid + nonce + key._aead.encrypt(nonce, dek, aad)
 
 
@@ -414,7 +435,7 @@ def unwrap_data_key(keys: Keyring | StoreKey, record_id: str, wrapped: bytes) ->
                             f"not {keys.key_id}")
     else:
         key = keys
-    aad = _AAD_DEK + _lps(record_id) + _lp(key._kid)
+    aad = _AAD_DEK + _lps(record_id) + _lp_cached(key._kid)
     return _open(key._aead, wrapped[9:21], wrapped[21:], aad,
                  f"the data key of record {record_id!r} (key id {kid})", _VERIFY_HINT)
 
@@ -431,7 +452,7 @@ def rewrap_data_key(keyring: Keyring, record_id: str, wrapped: bytes) -> bytes:
 
 
 def _seal_aad(record_id: str, event_type: str, key_id: str) -> bytes:
-    return _AAD_SEAL + _lps(record_id) + _lps(event_type) + _lps(key_id)
+    return _AAD_SEAL + _lps(record_id) + _seal_aad_tail(event_type, key_id)
 
 
 def seal(dek: bytes, plaintext: bytes, *, record_id: str, event_type: str, key_id: str) -> bytes:
@@ -528,7 +549,7 @@ def bench() -> None:
 
 __all__ = [
     "KeyParams", "Keyring", "SCRYPT_N", "SCRYPT_P", "SCRYPT_R", "SEALED_FIELDS", "StoreKey",
-    "check_key", "derive_key", "load_key_params", "new_data_key", "new_key_params", "open_payload",
+    "check_key", "derive_key", "escrowed_key_ids", "load_key_params", "new_data_key", "new_key_params", "open_payload",
     "open_sealed", "rewrap_data_key", "seal", "seal_payload", "unwrap_data_key", "wrap_data_key",
     "wrapped_key_id",
 ]

@@ -83,6 +83,7 @@ class Updated(Event, frozen=True, kw_only=True, omit_defaults=True):
     embedding: Embedding | None | msgspec.UnsetType = msgspec.UNSET
     sealed: bytes | None = None
     kid: str | None = None
+    dek: bytes | None = None  # encrypted stores: the record's data key, wrapped (as in its Stored event)
 
 
 class Deleted(Event, frozen=True, kw_only=True, omit_defaults=True):
@@ -114,6 +115,10 @@ class KeyRotated(Event, frozen=True, kw_only=True, omit_defaults=True):
     TYPE: ClassVar[str] = "key_rotated"
 
     encryption: Any = None
+    # older store keys escrowed under the new one (`Keyring.export_key`), so its passphrase alone reads them
+    wrapped_keys: list[bytes] = []
+    # key ids retired by a re-encrypting compaction: nothing in the log needs them any more
+    retired: list[str] = []
 
 
 class SegmentSealed(Event, frozen=True, kw_only=True, omit_defaults=True):
@@ -152,5 +157,5 @@ def decode_payload(type_: str, data: bytes, *, segment: str | None = None, offse
         raise UnknownEventTypeError(type_, segment=segment, offset=offset)
     try:
         return decoder.decode(data)  # type: ignore[no-any-return]
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # msgspec raises the latter for bad UTF-8
         raise CorruptLogError(f"bad {type_!r} payload: {e}", segment=segment, offset=offset) from e

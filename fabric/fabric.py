@@ -15,12 +15,11 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from fabric import backends
-from fabric.codec import Codec
 from fabric.errors import (
     ConfigurationError,
     DuplicateRecordError,
@@ -30,7 +29,7 @@ from fabric.errors import (
     LogClosedError,
     RecordNotFoundError,
 )
-from fabric.events import Accessed, Deleted, Event, Stored, Updated
+from fabric.events import Accessed, Deleted, Event, Forgotten, Stored, Updated
 from fabric.log import DURABILITY_MODES, Envelope, EventLog
 from fabric.model import (
     MemoryRecord,
@@ -48,6 +47,10 @@ from fabric.model import (
 )
 from fabric.query import Hit, check_page, make_query
 from fabric.state import Change, Record
+
+if TYPE_CHECKING:
+    from fabric.compaction import CompactionReport
+    from fabric.crypto_codec import StoreCodec
 
 _UNSET: Final = msgspec.UNSET
 _CATCH_UP_BATCH: Final = 4096
@@ -157,15 +160,19 @@ class MemoryFabric(_Reader):
             if option in self.config:
                 options[option] = self.config[option]
         self.enable_metrics = enable_metrics
-        from fabric import crypto_codec  # noqa: PLC0415 - keeps crypto out of plain imports
+        from fabric.crypto_codec import StoreOpener  # noqa: PLC0415 - keeps crypto out of plain imports
 
-        key: str | None = encryption_key or _env("IOA_FABRIC_KEY")
+        # the key is derived once: by the genesis factory if the log is new, else by open()
+        opener = StoreOpener(encryption_key or _env("IOA_FABRIC_KEY"))
         self._log = EventLog(self.data_dir, durability=durability, writer=self.config.get("writer"),
-                             genesis=crypto_codec.genesis_for(key), **options)
+                             genesis=opener.genesis, **options)
         self._closed = False
         try:
-            self._codec: Codec = crypto_codec.make_codec(self._log, key)
+            self._codec: StoreCodec = opener.open(self._log)
             self._view = backends.open_view(self.backend_name, self.data_dir, self.config)
+            attach = getattr(self._view, "attach_codec", None)
+            if callable(attach):  # a view that ships records elsewhere (S3) seals them with the codec
+                attach(self._codec)
         except BaseException:
             self._log.close()
             raise
@@ -218,8 +225,13 @@ class MemoryFabric(_Reader):
     def _append(self, items: Sequence[tuple[str, Event]], check: Any = None) -> list[Envelope]:
         """Append ``(record id, event)`` pairs as one batch and feed an eager view at once."""
         self._check_open()
-        entries = [(ev.TYPE, rid, self._codec.encode(rid, ev)) for rid, ev in items]
+        codec = self._codec
+        entries = [(ev.TYPE, rid, codec.encode(rid, ev)) for rid, ev in items]
+        guard = codec.append_guard()  # encrypted: refuse a key another process rotated away from
+        if guard is not None:
+            check = _both(guard, check)
         envs = self._log.append(entries, check=check)
+        codec.appended(envs)
         if self._view.eager:
             with self._view_lock:
                 if self._view.position() == envs[0].seq - 1:
@@ -333,6 +345,8 @@ class MemoryFabric(_Reader):
     ) -> None:
         """Change the given fields of a live record (a missing id is a `RecordNotFoundError`)."""
         rid = check_id(record_id)
+        if all(v is _UNSET for v in (content, metadata, tags, memory_type, storage_tier, embedding)):
+            raise InvalidInputError("update() needs at least one field to change")
         event = Updated(
             content=_UNSET if content is _UNSET else check_content(content),
             metadata=_UNSET if metadata is _UNSET else msgspec.Raw(encode_metadata(metadata)),
@@ -366,6 +380,75 @@ class MemoryFabric(_Reader):
         with self._access_lock:
             self._pending_access.pop(rid, None)
         return found
+
+    def forget(self, record_id: str, reason: str = "") -> bool:
+        """Erase a record (right to erasure); False if the id never named a record.
+
+        Appends a `Forgotten` event (views drop the record), then seals the log's active
+        segment and rewrites every sealed segment holding an event of the record so that its
+        payload is gone (`fabric.forget`): the plaintext, or with encryption the wrapped data
+        key and the ciphertext. The chain still verifies; history keeps that the record's
+        events and its forgetting happened, and when. Unlike `delete`, ``as_of`` cannot bring
+        it back. A record forgotten before is not forgotten again (False), but the erasure of
+        its lines is completed if a crash interrupted it. Live or deleted records alike.
+        """
+        from fabric import forget as forgetting  # noqa: PLC0415
+
+        rid = check_id(record_id)
+        if not isinstance(reason, str):
+            raise InvalidInputError(f"reason must be a string, not {type(reason).__name__}")
+        self._check_open()
+        index = self._codec.index
+        index.refresh()  # a first use builds it: outside the lock, so writers are not held up
+
+        def check() -> None:
+            if index.stored_seq(rid) <= index.forgotten_seq(rid):
+                raise _Nothing
+
+        with self._access_lock:
+            self._pending_access.pop(rid, None)
+        forgotten = True
+        try:
+            seq = self._append([(rid, Forgotten(reason=reason))], check)[0].seq
+        except _Nothing:
+            forgotten = False
+            seq = index.forgotten_seq(rid)
+            if seq == 0:
+                return False
+        self._codec.drop_record(rid)
+        if seq >= self._log.segments()[-1]:
+            self._log.seal_segment()
+        forgetting.redact(self._log, {rid: seq})
+        self._sync()  # views that are not eager drop it now too
+        return forgotten
+
+    def rotate_key(self, new_passphrase: str) -> str:
+        """Rotate the store key; return the new key id.
+
+        Appends `KeyRotated` (new scrypt parameters and salt; every older key escrowed under
+        the new one), so new records use the new key and the new passphrase alone opens the
+        store, old records included. Old passphrases stop opening it. `compact(reencrypt=True)`
+        then rewraps every data key under the new key and retires the old ones.
+        """
+        from fabric.crypto_codec import EncryptedCodec  # noqa: PLC0415
+
+        self._check_open()
+        if not isinstance(self._codec, EncryptedCodec):
+            raise ConfigurationError("this store is not encrypted: there is no key to rotate",
+                                     hint="migrate it into a new store opened with encryption_key=")
+        params = self._codec.rotate(new_passphrase)
+        self._sync()
+        return params.key_id
+
+    def compact(self, *, reencrypt: bool = False, dry_run: bool = False) -> CompactionReport:
+        """Rewrite sealed log segments: finish erasing forgotten records and, with ``reencrypt``,
+        rewrap every data key under the current store key and retire the old keys (`fabric.compaction`)."""
+        from fabric import compaction  # noqa: PLC0415
+
+        self._check_open()
+        report = compaction.compact(self._log, self._codec, reencrypt=reencrypt, dry_run=dry_run)
+        self._sync()
+        return report
 
     # --- reads --------------------------------------------------------------------------
 
@@ -492,6 +575,17 @@ class MemoryFabric(_Reader):
 
 class _Nothing(Exception):
     """Internal: a conditional append found nothing to do."""
+
+
+def _both(first: Any, second: Any) -> Any:
+    """One append check running ``first`` then ``second`` (either may be None)."""
+    if second is None:
+        return first
+
+    def check() -> None:
+        first()
+        second()
+    return check
 
 
 class Snapshot(_Reader):

@@ -46,6 +46,7 @@ from fabric.errors import (
     ConfigurationError,
     CorruptLogError,
     LogClosedError,
+    LogError,
     LogWriteError,
 )
 from fabric.events import ENVELOPE_VERSION, STORE_ID, SegmentSealed, StoreCreated, encode_payload
@@ -74,7 +75,7 @@ def parse_segment_name(name: str) -> int | None:
     if not (name.startswith(SEGMENT_PREFIX) and name.endswith(SEGMENT_SUFFIX)):
         return None
     digits = name[len(SEGMENT_PREFIX):-len(SEGMENT_SUFFIX)]
-    if len(digits) != 20 or not digits.isdigit():
+    if len(digits) != 20 or not (digits.isascii() and digits.isdigit()):  # isdigit() alone takes '²', '١'
         return None
     return int(digits)
 
@@ -184,9 +185,14 @@ class EventLog:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         sync_interval: float = DEFAULT_SYNC_INTERVAL,
         writer: str | None = None,
-        genesis: StoreCreated | None = None,
+        genesis: StoreCreated | Callable[[], StoreCreated] | None = None,
         create: bool = True,
     ) -> None:
+        """Open (or create) the log in ``data_dir``.
+
+        ``genesis`` is the first event of a new log, or a function making it: called only
+        when the log is new (under the lock), so costly set-up (deriving a key) is paid once.
+        """
         if durability not in DURABILITY_MODES:
             raise ConfigurationError(f"unknown durability {durability!r}; choose one of {', '.join(DURABILITY_MODES)}")
         if segment_bytes < 1024:
@@ -236,10 +242,11 @@ class EventLog:
                 raise ConfigurationError(f"no event log in {str(self.path)!r}")
             self._synced_seq = self._tail.seq
             if self._tail.seq == 0 and create:
-                created = genesis or StoreCreated(log_id=uuid.uuid4().hex[:16])
+                created = (genesis() if callable(genesis) else genesis) or StoreCreated(log_id=uuid.uuid4().hex[:16])
                 self.writer = writer or created.log_id or "w0"
                 self._write_locked([(StoreCreated.TYPE, STORE_ID, encode_payload(created))])
                 self._sync_now()
+                self._fsync_dir()  # a new segment's name must survive a power cut, as its bytes do
         if not self.writer:
             self.writer = self._log_id()
 
@@ -285,9 +292,18 @@ class EventLog:
         """
         while True:
             size = os.fstat(self._fd).st_size
-            if size != self._end or self._tail.seq == 0 or size == 0:
+            if size != self._end and self._tail.seq and self._replaced():
+                # `rewrite_sealed_segment` (another handle) renamed a new file over this segment:
+                # our fd is the old file and our offsets are stale. Take the new one from its start.
+                self._open_segment(self._seg_first, self._fd_path())
+                self._end = 0
+                size = os.fstat(self._fd).st_size
+            changed = size != self._end or self._tail.seq == 0 or size == 0
+            if changed:
                 self._scan_current(size)
-            if self._end >= self.segment_bytes or self._tail.seq == 0 or self._sealed:
+            # Another process may have rolled: it wrote to this segment first (so it changed), and
+            # its segment_bytes may differ from ours. A lone writer never pays for this listdir.
+            if changed or self._end >= self.segment_bytes or self._sealed:
                 newer = [f for f in self.segments() if f > self._seg_first]
                 if newer:
                     nxt = newer[0]
@@ -296,6 +312,7 @@ class EventLog:
                             f"segment starts at seq {nxt} but the previous one ends at {self._tail.seq}",
                             segment=segment_name(nxt), offset=0)
                     self._open_segment(nxt, self.segment_path(nxt))
+                    self._end = 0  # not scanned yet: take in what others wrote there, from its start
                     continue
                 if self._sealed:  # sealed, but the next segment was never made (crash in between)
                     self._roll()
@@ -384,7 +401,7 @@ class EventLog:
     def _decode_line(line: bytes, segment: str, offset: int) -> Envelope:
         try:
             return _ENVELOPE_DECODER.decode(line)
-        except msgspec.DecodeError as e:
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:  # msgspec raises the latter for bad UTF-8
             raise CorruptLogError(f"unreadable line: {e}", segment=segment, offset=offset) from e
 
     # --- appending -------------------------------------------------------------------
@@ -473,16 +490,25 @@ class EventLog:
         hints[seq] = (seg, offset)
         if len(hints) > 256:
             for k in list(hints)[:128]:
-                del hints[k]
+                hints.pop(k, None)  # readers evict concurrently (the read path takes no lock)
 
     def _roll(self) -> None:
         nxt = self._tail.seq + 1
-        if self.durability != "none":
-            self._fsync(self._fd)
+        # In every mode: `flush` syncs only the current segment, so the one left behind must be
+        # durable now (one fsync per segment, cheap even for ``none``).
+        self._fsync(self._fd)
         self._open_segment(nxt, self.segment_path(nxt))
         self._fsync_dir()
-        if self.durability != "none":
-            self._synced_seq = max(self._synced_seq, self._tail.seq)
+        self._synced_seq = max(self._synced_seq, self._tail.seq)
+
+    def _replaced(self) -> bool:
+        """Is the file at our segment's name no longer the one our fd has open?"""
+        try:
+            on_disk = os.stat(self._fd_path())
+        except FileNotFoundError:
+            return False
+        own = os.fstat(self._fd)
+        return (on_disk.st_ino, on_disk.st_dev) != (own.st_ino, own.st_dev)
 
     def seal_segment(self) -> int:
         """End the current segment now and start a new one; return the first seq of the new one.
@@ -499,6 +525,83 @@ class EventLog:
             first = self._seg_first
         self._after_write(self._tail.seq)
         return first
+
+    def rewrite_sealed_segment(self, first: int, fn: Callable[[Envelope], bytes | None], *,
+                               match: bytes | None = None) -> int:
+        """Replace the payload of some lines of a sealed segment; return how many lines changed.
+
+        ``fn`` sees each line's envelope (only lines containing the bytes ``match``, if given)
+        and returns new ``data`` for it, or None to keep it. A changed line keeps every other
+        field and gets ``dd`` = the digest of its original payload (kept from an earlier
+        rewrite), so its hash and the chain verify as before; a line whose hash did not verify
+        is a `ChainBrokenError` and nothing is written. Under the log's lock (no writer or other
+        rewriter interleaves): temp file, fsync, rename over the segment, fsync the directory,
+        so a crash leaves the old segment or the new one. Only a sealed segment (a newer one
+        follows it; writers never append to it again) can be rewritten: the active one is a
+        `LogError` (`seal_segment` first). Other handles keep working: readers reopen segments
+        by name and check remembered positions; a writer whose file was replaced rescans it.
+        """
+        self._check_open()
+        name = segment_name(first)
+        with self._locked():
+            self._repair_tail()
+            segments = self.segments()
+            if first not in segments:
+                raise LogError(f"there is no segment {name} in {str(self.path)!r}")
+            if first == self._seg_first or first == segments[-1]:
+                raise LogError(f"segment {name} is the active one and cannot be rewritten",
+                               hint="seal it first (EventLog.seal_segment)")
+            path = self.segment_path(first)
+            with open(path, "rb") as f:
+                old = f.read()
+            if old and not old.endswith(b"\n"):
+                raise CorruptLogError("a sealed segment ends in the middle of a line", segment=name,
+                                      offset=old.rfind(b"\n") + 1)
+            out: list[bytes] = []
+            changed = 0
+            offset = 0
+            for line in old.split(b"\n")[:-1]:
+                line_off, offset = offset, offset + len(line) + 1
+                if match is not None and match not in line:
+                    out.append(line)
+                    continue
+                env = self._decode_line(line, name, line_off)
+                data = fn(env)
+                if data is None or data == bytes(env.data):
+                    out.append(line)
+                    continue
+                dd = env.dd if env.dd is not None else data_digest(env.data)
+                new = msgspec.structs.replace(env, data=msgspec.Raw(data), dd=dd)
+                if envelope_hash(new) != env.hash:
+                    raise ChainBrokenError("line was altered before this rewrite: its hash does not match",
+                                           segment=name, offset=line_off, seq=env.seq)
+                out.append(_ENVELOPE_ENCODER.encode(new))
+                changed += 1
+            if changed:
+                out.append(b"")
+                self._replace_file(path, b"\n".join(out))
+        return changed
+
+    def _replace_file(self, path: Path, blob: bytes) -> None:
+        """Temp, fsync, rename, fsync dir: the file at ``path`` is the old one or ``blob``, never a mix."""
+        tmp = path.with_name(f".{path.name}.rewrite")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, os.stat(path).st_mode & 0o777)
+            try:
+                view = memoryview(blob)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            self._fsync_dir()
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise LogWriteError(f"could not rewrite {path.name}, it is unchanged: {e.strerror or e}") from e
 
     def _after_write(self, seq: int) -> None:
         if self.durability == "always":
@@ -664,7 +767,7 @@ class EventLog:
             return line == b""  # nothing written yet at the tail: still the right place
         try:
             return _ENVELOPE_DECODER.decode(line).seq == seq
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return False
 
     def _scan_segment(self, first: int, offset: int, is_last: bool) -> Iterator[tuple[Envelope, int, int]]:

@@ -85,6 +85,13 @@ def datetime_to_us(dt: datetime) -> int:
     return int(dt.timestamp() * 1_000_000)
 
 
+def _copy_embedding(emb: Embedding | None) -> Embedding | None:
+    """Views hold one Embedding per record; its vector is a list, so hand out a copy."""
+    if emb is None:
+        return None
+    return Embedding(vector=list(emb.vector), model=emb.model, dimension=emb.dimension)
+
+
 def to_public(record: Record, *, extra_access: tuple[int, int] | None = None) -> MemoryRecord:
     count = record.access_count
     last = record.last_accessed
@@ -101,7 +108,7 @@ def to_public(record: Record, *, extra_access: tuple[int, int] | None = None) ->
         memory_type=MemoryType(record.memory_type),
         access_count=count,
         last_accessed=us_to_datetime(last) if last is not None else None,
-        embedding=record.embedding,
+        embedding=_copy_embedding(record.embedding),
         seq=record.seq,
     )
 

@@ -4,10 +4,14 @@ Every view must return the same records in the same order for the same `Query`; 
 conformance suite (tests/conformance) holds them to it. What is defined here:
 
 Tokens
-    Runs of letters and digits (Unicode categories L*, N*, and private use), everything
-    else separates; lower-cased with diacritics removed ("Café" -> "cafe"). This is what
-    SQLite FTS5's ``unicode61 remove_diacritics 2`` tokenizer does, so the SQLite view can
-    let FTS5 tokenize stored text and pass it our already-normalised query tokens.
+    Exactly what SQLite FTS5's ``unicode61 remove_diacritics 2`` tokenizer makes of the
+    text, so the SQLite view can let FTS5 tokenize stored text and pass it our
+    already-normalised query tokens: runs of letters and digits, everything else
+    separates; case and diacritics folded ("Café" -> "cafe"). Beyond ASCII the rules are
+    SQLite's own frozen tables (`fabric.unicode61`, generated from SQLite and re-checked
+    against it by the tests), not this Python's Unicode database: code points unassigned
+    in SQLite's tables are token characters, and letters newer than them do not fold.
+    Tokens longer than 32768 UTF-8 bytes are cut there, as FTS5 cuts them.
 Matching
     A record matches a text query when every query token occurs in its content or tags.
     User text is never interpreted as query syntax: quotes, ``AND``, ``NEAR``, ``*``, ``-``
@@ -38,36 +42,42 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple, TypeAlias
 
+from fabric import unicode61
 from fabric.errors import InvalidQueryError
 from fabric.state import Record
 
 # --- tokens --------------------------------------------------------------------------
 
-_WORD: Final = re.compile(r"[^\W_]+")
+_WORD: Final = re.compile(r"[^\W_]+")  # on ASCII text: [a-z0-9]+ after lower(), as FTS5
+_ASCII_SEPARATORS: Final = ((0x00, 0x2F), (0x3A, 0x40), (0x5B, 0x60), (0x7B, 0x7F))
+#: Beyond ASCII: runs of anything but FTS5's separators, once marks are dropped and letters folded.
+_TOKEN_ANY: Final = re.compile("[^" + "".join(
+    f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in (*_ASCII_SEPARATORS, *unicode61.SEPARATORS)) + "]+")
+#: Case and diacritic folding of FTS5, as a str.translate table; MARKS (which FTS5 drops from inside a
+#: word and treats as separators elsewhere) map to nothing, which gives the same tokens.
+_FOLD: Final[dict[int, int | None]] = {
+    **{c: c + 32 for c in range(0x41, 0x5B)}, **unicode61.FOLDS, **dict.fromkeys(unicode61.MARKS)}
+MAX_TOKEN_BYTES: Final = 32768  # FTS5_MAX_TOKEN_SIZE: longer tokens are cut to this many bytes
 BM25_K1: Final = 1.2
 BM25_B: Final = 0.75
 MAX_LIMIT: Final = 100_000
 MAX_QUERY_TOKENS: Final = 64
 
 
-def _fold(token: str) -> str:
-    if token.isascii():
-        return token.lower()
-    decomposed = unicodedata.normalize("NFD", token)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return unicodedata.normalize("NFC", stripped).lower()
-
-
 def tokenize(text: str) -> list[str]:
-    """Normalised tokens of ``text``, in order, with repeats."""
+    """Normalised tokens of ``text``, in order, with repeats: the tokens FTS5 indexes for it."""
     if text.isascii():
-        return _WORD.findall(text.lower())
-    return [_fold(t) for t in _WORD.findall(text)]
+        tokens: list[str] = _WORD.findall(text.lower())
+    else:
+        tokens = _TOKEN_ANY.findall(text.translate(_FOLD))
+    if len(text) > MAX_TOKEN_BYTES // 4:
+        tokens = [t if len(t) <= MAX_TOKEN_BYTES // 4 or len(t.encode("utf-8")) <= MAX_TOKEN_BYTES
+                  else t.encode("utf-8")[:MAX_TOKEN_BYTES].decode("utf-8", "ignore") for t in tokens]
+    return tokens
 
 
 def document_tokens(content: str, tags: Sequence[str]) -> list[str]:
@@ -83,7 +93,8 @@ def bm25_idf(total_docs: int, docs_with_term: int) -> float:
 
 
 def bm25_term(idf: float, tf: int, doc_len: int, avg_len: float) -> float:
-    return idf * (tf * (BM25_K1 + 1.0)) / (tf + BM25_K1 * (1.0 - BM25_B + BM25_B * doc_len / avg_len))
+    # Same operations in the same order as FTS5's bm25() (fts5_aux.c), so both give the same float.
+    return idf * ((tf * (BM25_K1 + 1.0)) / (tf + BM25_K1 * (1.0 - BM25_B + BM25_B * doc_len / avg_len)))
 
 
 def score_key(score: float) -> float:

@@ -42,6 +42,10 @@ def _register() -> None:
 
     for module in (demo, store, get, search, list_cmd):
         module.register(app)
+    from fabric.cli import compact, forget, rotate_key  # noqa: PLC0415 - encryption and erasure (issue #6)
+
+    for module in (forget, rotate_key, compact):
+        module.register(app)
 
 
 def exit_code_for(error: FabricError) -> int:
@@ -57,7 +61,7 @@ def exit_code_for(error: FabricError) -> int:
 def main(argv: list[str] | None = None) -> NoReturn:
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except FabricError as e:
         print(f"Error: {e}", file=sys.stderr)
         raise SystemExit(exit_code_for(e)) from None
@@ -67,10 +71,22 @@ def main(argv: list[str] | None = None) -> NoReturn:
         print("Aborted.", file=sys.stderr)
         raise SystemExit(EXIT_CHECK_FAILED) from None
     except Exception as e:  # click usage errors
-        import click  # noqa: PLC0415
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
+        if _is_click_error(e):
+            e.show()  # type: ignore[attr-defined]
             raise SystemExit(EXIT_USAGE) from None
         raise
-    raise SystemExit(EXIT_OK)
+    raise SystemExit(result if isinstance(result, int) else EXIT_OK)
+
+
+def _is_click_error(error: Exception) -> bool:
+    """Recent typer vendors click as ``typer._click``: its errors are not ``click``'s."""
+    import importlib  # noqa: PLC0415
+
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            base = importlib.import_module(module).ClickException
+        except ImportError:
+            continue
+        if isinstance(error, base):
+            return True
+    return False
