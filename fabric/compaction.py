@@ -23,7 +23,6 @@ escrow is removed, and the marker comes last.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -32,7 +31,7 @@ from fabric import crypto
 from fabric.crypto_codec import EncryptedCodec, StoreCodec
 from fabric.errors import ConfigurationError, CorruptLogError
 from fabric.events import STORE_ID, Forgotten, KeyRotated, Stored, Updated, decode_payload, encode_payload
-from fabric.forget import REDACTED, forgotten_ids, is_redacted
+from fabric.forget import REDACTED, forgotten_ids, is_redacted, type_needle
 from fabric.log import Envelope, EventLog
 
 _SEALED_TYPES = frozenset({Stored.TYPE, Updated.TYPE})
@@ -60,6 +59,8 @@ def compact(log: EventLog, codec: StoreCodec, *, reencrypt: bool = False, dry_ru
 
     ``reencrypt`` on a store without encryption is a `ConfigurationError`; a keyring whose
     current key is not the store's newest (another process rotated) a `WrongKeyError`.
+    The active segment is sealed only when it holds something to rewrite, so a compaction
+    with nothing to do appends nothing.
     """
     report = CompactionReport(dry_run=dry_run)
     ring = None
@@ -70,38 +71,53 @@ def compact(log: EventLog, codec: StoreCodec, *, reencrypt: bool = False, dry_ru
         ring = codec.keyring
         report.current_key = ring.current_key_id
     forgotten = forgotten_ids(log)
+    current = ring.current_key_id if ring is not None else None
 
-    def rewrite(env: Envelope) -> bytes | None:
+    def decide(env: Envelope) -> tuple[str, bytes] | None:
+        """(what, new payload) for a line that must change; pure, so it can count and rewrite."""
         until = forgotten.get(env.id)
         if until is not None and env.seq < until and env.type != Forgotten.TYPE:
-            if bytes(env.data) == REDACTED:
-                return None
-            report.lines_redacted += 1
-            return REDACTED
+            return None if bytes(env.data) == REDACTED else ("redacted", REDACTED)
         if ring is None or env.type not in _SEALED_TYPES or is_redacted(env):
             return None
-        event = decode_payload(env.type, env.data)
-        wrapped = getattr(event, "dek", None)
-        if wrapped is None or crypto.wrapped_key_id(wrapped) == ring.current_key_id:
+        wrapped = getattr(decode_payload(env.type, env.data), "dek", None)
+        if wrapped is None or crypto.wrapped_key_id(wrapped) == current:
             return None
-        new = crypto.rewrap_data_key(ring, env.id, wrapped)
-        data = bytes(env.data)
-        old_b64 = _b64(wrapped)
+        data, old_b64 = bytes(env.data), _b64(wrapped)
         if data.count(old_b64) != 1:
             raise CorruptLogError(f"cannot find the wrapped data key of record {env.id!r} in its line",
                                   seq=env.seq)
-        report.keys_rewrapped += 1
-        return data.replace(old_b64, _b64(new))
+        return "rewrapped", data.replace(old_b64, _b64(crypto.rewrap_data_key(ring, env.id, wrapped)))
+
+    def tally(counts: dict[str, int]) -> None:
+        report.lines_redacted += counts.get("redacted", 0)
+        report.keys_rewrapped += counts.get("rewrapped", 0)
 
     if dry_run:
-        _each_line(log, rewrite)
+        counts: dict[str, int] = {}
+        for env in log.read():
+            if (change := decide(env)) is not None:
+                counts[change[0]] = counts.get(change[0], 0) + 1
+        tally(counts)
         if ring is not None:
             report.escrows_removed, report.retired_keys = _escrow(log, ring.current_key_id, dry_run=True)
         return report
-    log.seal_segment()
+    active = log.segments()[-1]
+    if any(decide(env) is not None or _has_escrow(env, ring is not None) for env in log.read(active)):
+        log.seal_segment()
     for first in log.segments()[:-1]:
+        seen: dict[str, int] = {}
+
+        def rewrite(env: Envelope, seen: dict[str, int] = seen) -> bytes | None:
+            change = decide(env)
+            if change is None:
+                return None
+            seen[change[0]] = seen.get(change[0], 0) + 1
+            return change[1]
+
         if log.rewrite_sealed_segment(first, rewrite):
             report.segments_rewritten += 1
+            tally(seen)
     if ring is not None:
         report.escrows_removed, report.retired_keys = _escrow(log, ring.current_key_id, dry_run=False)
         old = [k for k in ring.key_ids if k != ring.current_key_id]
@@ -119,9 +135,11 @@ def compact(log: EventLog, codec: StoreCodec, *, reencrypt: bool = False, dry_ru
     return report
 
 
-def _each_line(log: EventLog, fn: Callable[[Envelope], bytes | None]) -> None:
-    for env in log.read():
-        fn(env)
+def _has_escrow(env: Envelope, reencrypt: bool) -> bool:
+    if not reencrypt or env.type != KeyRotated.TYPE:
+        return False
+    rotated = decode_payload(KeyRotated.TYPE, env.data)
+    return bool(getattr(rotated, "wrapped_keys", None))
 
 
 def _escrow(log: EventLog, current: str, *, dry_run: bool) -> tuple[int, list[str]]:
@@ -140,10 +158,11 @@ def _escrow(log: EventLog, current: str, *, dry_run: bool) -> tuple[int, list[st
         return encode_payload(msgspec.structs.replace(rotated, wrapped_keys=[]))
 
     if dry_run:
-        _each_line(log, strip)
+        for env in log.read():
+            strip(env)
     else:
         for first in log.segments()[:-1]:
-            log.rewrite_sealed_segment(first, strip, match=b'"type":"key_rotated"')
+            log.rewrite_sealed_segment(first, strip, match=type_needle(KeyRotated.TYPE))
     return len(removed), sorted(set(removed))
 
 

@@ -19,9 +19,9 @@ backups), against anyone who can read or change those bytes without the passphra
 A blob that is changed, truncated, or moved to another record, event type or key id
 raises `TamperedDataError`; it never decrypts to something else and is never returned
 as text. Forgetting a record destroys its DEK (crypto-shredding) once every copy of the
-wrapped DEK is gone: views drop it at once, the log's copy goes at the next
-re-encrypting compaction, shipped segments and backups when they are rewritten; until
-then the passphrase still recovers the record.
+wrapped DEK is gone: views drop it at once, `MemoryFabric.forget` rewrites the log's
+copies away (`fabric.forget`), shipped segments and backups go when they are rewritten
+or expire; until then the passphrase still recovers the record from them.
 
 Not protected: record ids, event types, seq, timestamps, writer ids, memory_type,
 storage_tier and access counts stay plaintext; sizes leak (ciphertext = plaintext + 29
@@ -29,7 +29,8 @@ bytes, no padding), as does which events touch the same record. AAD does not bin
 so an older sealed blob of the same record and event type can be replayed, and whole
 events can be dropped or reordered: detecting that is the hash chain's job, and an
 unkeyed chain stops accidents, not an attacker who recomputes it. Views that hold
-plaintext (an SQLite FTS index, S3 record objects) are outside this module. Keys live
+plaintext (the in-memory view, an SQLite FTS index) are outside this module; S3 record
+objects are sealed with their record's DEK (`fabric.crypto_codec.seal_record_object`). Keys live
 in Python ``bytes`` and OpenSSL contexts, which cannot be wiped; this module keeps no
 passphrase, but the caller's string (or ``IOA_FABRIC_KEY`` in the environment) may.
 The key id lets anyone holding the log test passphrase guesses offline, as any

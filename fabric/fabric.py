@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 _UNSET: Final = msgspec.UNSET
 _CATCH_UP_BATCH: Final = 4096
+_BULK_REPLAY_MIN: Final = 20_000  # events: below this an empty view catches up batch by batch
 ACCESS_FLUSH_COUNT: Final = 1024
 ACCESS_FLUSH_SECONDS: Final = 1.0
 
@@ -180,6 +181,7 @@ class MemoryFabric(_Reader):
         self._access_lock = threading.Lock()
         self._pending_access: dict[str, tuple[int, int]] = {}
         self._access_since = time.monotonic()
+        self._check_view()
         self._sync()
 
     # --- plumbing -----------------------------------------------------------------------
@@ -206,12 +208,25 @@ class MemoryFabric(_Reader):
         if self._view.position() < last:
             self.catch_up()
 
+    def _check_view(self) -> None:
+        """A persistent view ahead of the log or built from another log must not serve reads: it rebuilds itself."""
+        check = getattr(self._view, "check_log", None)
+        if not callable(check):
+            return
+        first = next(iter(self._log.read(1, 1)), None)
+        log_id = getattr(self._codec.decode(first).event, "log_id", None) if first is not None else None
+        check(log_id or None, self._log.refresh())
+
     def catch_up(self) -> int:
         """Apply what the log has beyond the view's position; return how many events were applied."""
         applied = 0
         with self._view_lock:
+            start = self._view.position() + 1
+            replay = getattr(self._view, "replay", None)  # a view with a bulk path rebuilds from empty with it
+            if start == 1 and callable(replay) and self._log.last_seq >= _BULK_REPLAY_MIN:
+                return int(replay(self._codec.decode(env) for env in self._log.read(1)))
             batch: list[Change] = []
-            for env in self._log.read(self._view.position() + 1):
+            for env in self._log.read(start):
                 batch.append(self._codec.decode(env))
                 if len(batch) >= _CATCH_UP_BATCH:
                     self._view.apply(batch, batch[-1].seq)
@@ -449,6 +464,25 @@ class MemoryFabric(_Reader):
         report = compaction.compact(self._log, self._codec, reencrypt=reencrypt, dry_run=dry_run)
         self._sync()
         return report
+
+    def history(self, record_id: str) -> list[dict[str, Any]]:
+        """What happened to a record, from the log: one dict per event (``seq``, ``time``,
+        ``type``, ``writer``, ``erased``; ``reason`` for a forget), oldest first. Holds no
+        content, so it is the same before and after a forget, except ``erased``."""
+        from fabric.forget import find_lines, id_needle, is_redacted  # noqa: PLC0415
+
+        rid = check_id(record_id)
+        self._check_open()
+        out: list[dict[str, Any]] = []
+        for env in find_lines(self._log, id_needle(rid)):
+            if env.id != rid:
+                continue
+            entry: dict[str, Any] = {"seq": env.seq, "time": us_to_datetime(env.ts), "type": env.type,
+                                     "writer": env.writer, "erased": is_redacted(env)}
+            if env.type == Forgotten.TYPE:
+                entry["reason"] = msgspec.json.decode(env.data, type=Forgotten).reason
+            out.append(entry)
+        return out
 
     # --- reads --------------------------------------------------------------------------
 

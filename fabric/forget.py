@@ -27,7 +27,7 @@ from typing import Final
 
 import msgspec
 
-from fabric.events import Forgotten, STORE_ID
+from fabric.events import STORE_ID, Forgotten
 from fabric.log import Envelope, EventLog
 from fabric.state import Change
 

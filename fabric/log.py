@@ -718,7 +718,7 @@ class EventLog:
         if not segments:
             return
         hint = self._hints.get(start)
-        if hint is not None and hint[0] in segments and self._hint_ok(hint[0], hint[1], start):
+        if hint is not None and hint[0] in segments and self._hint_ok(hint[0], hint[1], start, segments):
             idx = segments.index(hint[0])
             offset = hint[1]
         else:
@@ -753,7 +753,7 @@ class EventLog:
             if mark is not None:
                 self._remember(*mark)
 
-    def _hint_ok(self, first: int, offset: int, seq: int) -> bool:
+    def _hint_ok(self, first: int, offset: int, seq: int, segments: list[int]) -> bool:
         """A remembered position is used only if the line there still is ``seq`` (segments can be rewritten)."""
         if offset == 0:
             return True
@@ -764,7 +764,12 @@ class EventLog:
         except OSError:
             return False
         if not line.endswith(b"\n"):
-            return line == b""  # nothing written yet at the tail: still the right place
+            if line != b"":
+                return False
+            # the end of the file: right only at the log's tail, or where the next segment begins
+            # (a rewritten, shorter segment puts old positions past its end: not the right place)
+            later = [f for f in segments if f > first]
+            return not later or later[0] == seq
         try:
             return _ENVELOPE_DECODER.decode(line).seq == seq
         except (msgspec.DecodeError, UnicodeDecodeError):

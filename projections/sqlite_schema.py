@@ -48,6 +48,9 @@ INSERT_RECORD: Final = (f"INSERT INTO memory_records(rowid, {', '.join(COLUMNS)}
 UPDATE_RECORD: Final = ("UPDATE memory_records SET " + ", ".join(f"{c} = ?" for c in COLUMNS[1:])
                         + " WHERE rowid = ?")
 
+#: Newest-first reads walk this index backwards (ties in time are sorted by id as they come).
+TIME_INDEX: Final = "memory_records_by_time"
+
 TABLES: Final = (
     """CREATE TABLE memory_records (
         id TEXT PRIMARY KEY,
@@ -66,6 +69,7 @@ TABLES: Final = (
         updated INTEGER NOT NULL,
         tag_text TEXT
     )""",
+    f"CREATE INDEX {TIME_INDEX} ON memory_records(timestamp)",
     "CREATE VIEW memory_fts_source AS SELECT rowid AS rid, content, tag_text AS tags FROM memory_records",
     f"""CREATE VIRTUAL TABLE memory_fts USING fts5(
         content, tags, content='memory_fts_source', content_rowid='rid', tokenize='{TOKENIZER}')""",
@@ -74,16 +78,12 @@ TABLES: Final = (
     "CREATE TABLE fabric_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
     # Head terms (found in many records) and, per term, the records that can rank first: see sqlite_impact.
     """CREATE TABLE fabric_head_terms (
-        term TEXT PRIMARY KEY, df INTEGER NOT NULL, avg_b REAL NOT NULL, theta REAL NOT NULL,
-        theta_id TEXT NOT NULL, below REAL, size INTEGER NOT NULL) WITHOUT ROWID""",
+        term TEXT PRIMARY KEY, df INTEGER NOT NULL, n_b INTEGER NOT NULL, avg_b REAL NOT NULL,
+        idf_b REAL NOT NULL, theta REAL NOT NULL, theta_id TEXT NOT NULL, below REAL,
+        size INTEGER NOT NULL) WITHOUT ROWID""",
     """CREATE TABLE fabric_impact (
         term TEXT NOT NULL, rid INTEGER NOT NULL, tf INTEGER NOT NULL, dl INTEGER NOT NULL,
         PRIMARY KEY (term, rid)) WITHOUT ROWID""",
-)
-
-#: Indexes the bulk load creates after loading (cheaper than maintaining them row by row).
-INDEXES: Final = (
-    "CREATE INDEX IF NOT EXISTS memory_records_by_time ON memory_records(timestamp DESC, id)",
 )
 
 TRIGGERS: Final = (
@@ -102,10 +102,11 @@ TRIGGERS: Final = (
 DROP_TRIGGERS: Final = tuple(f"DROP TRIGGER IF EXISTS {n}" for n in
                              ("memory_records_ai", "memory_records_ad", "memory_records_au"))
 
-#: Pragmas of every connection. secure_delete is on in some builds (Debian's): we never need it.
+#: Pragmas of every connection. secure_delete: SQLite zeroes what it deletes, so text a record
+#: had (a forgotten record, an old version of an updated one) does not linger in free space.
 CONNECTION_PRAGMAS: Final = (
     "PRAGMA synchronous = NORMAL",  # in WAL: a commit survives kill -9; a power cut may lose the last ones
-    "PRAGMA secure_delete = OFF",
+    "PRAGMA secure_delete = ON",
     "PRAGMA temp_store = MEMORY",
     "PRAGMA foreign_keys = OFF",
 )

@@ -1,8 +1,9 @@
 """The ``fabric`` command line. One module per subcommand; this module alone turns errors into exit codes.
 
 Exit codes: 0 success; 1 a check failed (chain broken, parity mismatch, unhealthy);
-2 bad usage or configuration (unknown backend, missing data_dir, bad input);
-3 not found (no such record); 4 the store is damaged (corrupt log or view).
+2 bad usage or configuration (unknown backend, missing data_dir, bad input, a wrong or
+missing key); 3 not found (no such record); 4 the store is damaged (corrupt log or view,
+tampered ciphertext).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import typer
 
 from fabric.errors import (
     ConfigurationError,
+    CryptoError,
     CorruptLogError,
     FabricError,
     InvalidInputError,
     RecordNotFoundError,
+    TamperedDataError,
     ViewError,
 )
 
@@ -51,9 +54,9 @@ def _register() -> None:
 def exit_code_for(error: FabricError) -> int:
     if isinstance(error, RecordNotFoundError):
         return EXIT_NOT_FOUND
-    if isinstance(error, (CorruptLogError, ViewError)):
+    if isinstance(error, (CorruptLogError, ViewError, TamperedDataError)):
         return EXIT_DAMAGED
-    if isinstance(error, (ConfigurationError, InvalidInputError)):
+    if isinstance(error, (ConfigurationError, InvalidInputError, CryptoError)):
         return EXIT_USAGE
     return EXIT_CHECK_FAILED
 

@@ -148,6 +148,9 @@ class FabricMachine(RuleBasedStateMachine):
                memory_type: str | None) -> None:
         changes = {k: v for k, v in {"content": content, "metadata": metadata, "tags": tags,
                                       "memory_type": memory_type}.items() if v is not None}
+        if not changes:  # nothing to change is refused, whether or not the record exists
+            self._refused(InvalidInputError, lambda: self.fabric.update(rid))
+            return
         if rid not in self.model.records:
             self._refused(RecordNotFoundError, lambda: self.fabric.update(rid, **changes))
             return
