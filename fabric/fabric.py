@@ -136,7 +136,9 @@ class MemoryFabric(_Reader):
     ``config`` keys: ``data_dir`` (else ``IOA_FABRIC_ROOT``, else the seed's
     ``./artifacts/memory``), ``durability`` (``always``/``batch``/``none``, else
     ``IOA_FABRIC_DURABILITY``, default ``batch``), ``segment_bytes``, ``sync_interval``,
-    ``writer``; the s3 backend adds ``bucket_name``, ``region``, ``prefix``.
+    ``writer`` (else ``IOA_FABRIC_WRITER``, else the log's id); the s3 backend adds ``bucket_name``,
+    ``region``, ``prefix``, ``endpoint_url`` (else ``IOA_FABRIC_S3_*``, see `fabric.s3_layout`) and
+    the options of `projections.s3`.
     """
 
     def __init__(
@@ -156,6 +158,10 @@ class MemoryFabric(_Reader):
         durability: Any = self.config.get("durability") or _env("IOA_FABRIC_DURABILITY") or "batch"
         if durability not in DURABILITY_MODES:
             raise ConfigurationError(f"unknown durability {durability!r}; choose one of {', '.join(DURABILITY_MODES)}")
+        if self.backend_name == "s3":  # bucket, prefix, region, endpoint from config or env; no bucket: an error now
+            from fabric.s3_layout import resolve_settings  # noqa: PLC0415
+
+            self.config.update(resolve_settings(self.config).as_config())
         options: dict[str, Any] = {}
         for option in ("segment_bytes", "sync_interval"):
             if option in self.config:
@@ -164,8 +170,10 @@ class MemoryFabric(_Reader):
         from fabric.crypto_codec import StoreOpener  # noqa: PLC0415 - keeps crypto out of plain imports
 
         # the key is derived once: by the genesis factory if the log is new, else by open()
-        opener = StoreOpener(encryption_key or _env("IOA_FABRIC_KEY"))
-        self._log = EventLog(self.data_dir, durability=durability, writer=self.config.get("writer"),
+        passphrase = encryption_key or _env("IOA_FABRIC_KEY")
+        opener = StoreOpener(passphrase)
+        self._log = EventLog(self.data_dir, durability=durability,
+                             writer=self.config.get("writer") or _env("IOA_FABRIC_WRITER"),
                              genesis=opener.genesis, **options)
         self._closed = False
         try:
@@ -174,6 +182,9 @@ class MemoryFabric(_Reader):
             attach = getattr(self._view, "attach_codec", None)
             if callable(attach):  # a view that ships records elsewhere (S3) seals them with the codec
                 attach(self._codec)
+            ship = getattr(self._view, "attach_log", None)
+            if callable(ship):  # ... and ships the log itself (the passphrase opens restored replicas)
+                ship(self._log, passphrase)
         except BaseException:
             self._log.close()
             raise
@@ -305,7 +316,8 @@ class MemoryFabric(_Reader):
         """Store many records as one batch: all are stored, or (on any error) none is.
 
         Each item is a dict with the arguments of `store` (``content`` required; the id as
-        ``record_id`` or ``id``) or a `MemoryRecord`.
+        ``record_id`` or ``id``; imports may add ``timestamp``, ``access_count`` and
+        ``last_accessed``) or a `MemoryRecord`.
         """
         items: list[tuple[str, Event]] = []
         explicit: list[str] = []
@@ -318,7 +330,7 @@ class MemoryFabric(_Reader):
             if not isinstance(item, Mapping):
                 raise InvalidRecordError(f"item {i} of store_many is a {type(item).__name__}, not a dict")
             unknown = set(item) - {"content", "metadata", "tags", "memory_type", "storage_tier", "record_id",
-                                   "id", "embedding", "timestamp"}
+                                   "id", "embedding", "timestamp", "access_count", "last_accessed"}
             if unknown:
                 raise InvalidRecordError(f"item {i} of store_many has unknown fields: {', '.join(sorted(unknown))}")
             if "content" not in item:
@@ -329,6 +341,8 @@ class MemoryFabric(_Reader):
                     item["content"], item.get("metadata"), item.get("tags"),
                     item.get("memory_type", "conversation"), item.get("storage_tier", "hot"),
                     given, item.get("embedding"), item.get("timestamp"))
+                if item.get("access_count") or item.get("last_accessed") is not None:  # imports keep their counters
+                    event = _with_access(event, item.get("access_count") or 0, item.get("last_accessed"))
             except InvalidRecordError as e:
                 raise InvalidRecordError(f"item {i} of store_many: {e}") from e
             if given is not None:
@@ -558,6 +572,10 @@ class MemoryFabric(_Reader):
         self._sync()
         last = self._log.last_seq
         pos = self._view.position()
+        views: dict[str, Any] = {"position": pos, "behind": last - pos}
+        describe = getattr(self._view, "describe", None)
+        if callable(describe):  # the s3 view adds how far the bucket is behind, and why
+            views.update(describe(last))
         return {
             "backend": self.backend_name,
             "data_dir": str(self.data_dir),
@@ -568,7 +586,7 @@ class MemoryFabric(_Reader):
             "durability": self._log.durability,
             "synced_seq": self._log.synced_seq,
             "encryption": "aes-256-gcm" if self.encrypted else "none",
-            "views": {self._view.name: {"position": pos, "behind": last - pos}},
+            "views": {self._view.name: views},
             "recovered": [r.__dict__ for r in self._log.recovered],
         }
 
@@ -579,7 +597,8 @@ class MemoryFabric(_Reader):
         try:
             stats = self.get_stats()
             behind = max(v["behind"] for v in stats["views"].values())
-            health.update(status="healthy" if behind == 0 else "degraded", operations="working",
+            healthy = behind == 0 and all(v.get("healthy", True) for v in stats["views"].values())
+            health.update(status="healthy" if healthy else "degraded", operations="working",
                           records=stats["total_records"], events=stats["events"], views=stats["views"])
         except FabricError as e:
             health.update(status="unhealthy", error=str(e))
@@ -605,6 +624,14 @@ class MemoryFabric(_Reader):
 
     def __repr__(self) -> str:
         return f"MemoryFabric(backend={self.backend_name!r}, data_dir={str(self.data_dir)!r})"
+
+
+def _with_access(event: Stored, count: Any, last: Any) -> Stored:
+    """A Stored event carrying an imported record's access counter (``last``: a time, or None)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise InvalidRecordError(f"access_count must be a count (an int >= 0), not {count!r}")
+    return msgspec.structs.replace(event, access_count=count,
+                                   last_accessed=None if last is None else parse_when(last))
 
 
 class _Nothing(Exception):

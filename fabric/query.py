@@ -54,6 +54,8 @@ from fabric.state import Record
 
 _WORD: Final = re.compile(r"[^\W_]+")  # on ASCII text: [a-z0-9]+ after lower(), as FTS5
 _ASCII_SEPARATORS: Final = ((0x00, 0x2F), (0x3A, 0x40), (0x5B, 0x60), (0x7B, 0x7F))
+#: ASCII: every separator becomes a space, so str.split() cuts the words (same as _WORD.findall).
+_ASCII_SPACES: Final = {c: " " for a, b in _ASCII_SEPARATORS for c in range(a, b + 1)}
 #: Beyond ASCII: runs of anything but FTS5's separators, once marks are dropped and letters folded.
 _TOKEN_ANY: Final = re.compile("[^" + "".join(
     f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in (*_ASCII_SEPARATORS, *unicode61.SEPARATORS)) + "]+")
@@ -71,7 +73,7 @@ MAX_QUERY_TOKENS: Final = 64
 def tokenize(text: str) -> list[str]:
     """Normalised tokens of ``text``, in order, with repeats: the tokens FTS5 indexes for it."""
     if text.isascii():
-        tokens: list[str] = _WORD.findall(text.lower())
+        tokens: list[str] = text.lower().translate(_ASCII_SPACES).split()  # twice as fast as a regex
     else:
         tokens = _TOKEN_ANY.findall(text.translate(_FOLD))
     if len(text) > MAX_TOKEN_BYTES // 4:

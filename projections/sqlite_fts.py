@@ -120,7 +120,7 @@ class SqliteView:
 
     ``config``: ``busy_timeout`` (s, default 30), ``verify`` (``auto``: quick_check files up to
     256 MiB on open; ``quick``, ``full`` or ``off``), ``head_df`` (records a term must be in
-    before it gets an impact list, default 2000), ``impact_list_size`` (default 256).
+    before it gets an impact list, default 1000), ``impact_list_size`` (default 256).
     """
 
     name = "sqlite"
@@ -134,7 +134,7 @@ class SqliteView:
         self.verify = str(config.get("verify", "auto"))
         if self.verify not in ("auto", "quick", "full", "off"):
             raise ConfigurationError(f"unknown sqlite verify mode {self.verify!r}; use auto, quick, full or off")
-        self.settings = sqlite_search.Settings(head_df=int(config.get("head_df", 2000)),
+        self.settings = sqlite_search.Settings(head_df=int(config.get("head_df", 1000)),
                                                list_size=int(config.get("impact_list_size", 256)))
         self.recovered: list[str] = []  # why the file was moved aside and rebuilt, if it was
         self._write_lock = threading.RLock()
@@ -178,6 +178,8 @@ class SqliteView:
         try:
             self._quarantine(reason)
             return self._open_checked()
+        except OSError as e:
+            raise ViewError(f"cannot move the unusable sqlite view {str(self.path)!r} aside: {e.strerror or e}") from e
         except _Damaged as e:
             raise ViewCorruptError(f"cannot create a usable sqlite view at {str(self.path)!r}: {e.args[0]}") from None
         finally:
@@ -279,7 +281,8 @@ class SqliteView:
         if _is_corrupt(e):
             self._damaged = str(e)
             return ViewCorruptError(f"the sqlite view {str(self.path)!r} is damaged ({what}: {e})",
-                                    hint="the next read rebuilds it from the log; or run `fabric rebuild --view sqlite`")
+                                    hint="the next read rebuilds it from the log, "
+                                         "or run `fabric rebuild --view sqlite`")
         code = _code(e)
         if code in _BUSY_CODES:
             return ViewError(f"the sqlite view is busy ({what}: {e})",
@@ -335,6 +338,12 @@ class SqliteView:
                     self._close_connections()
                     self._quarantine(reason)
                     self._writer = self._open_checked()
+            except OSError as e:
+                raise ViewError(f"cannot move the damaged sqlite view {str(self.path)!r} aside: "
+                                f"{e.strerror or e}") from e
+            except _Damaged as e:
+                raise ViewCorruptError(f"cannot create a usable sqlite view at {str(self.path)!r}: "
+                                       f"{e.args[0]}") from None
             finally:
                 self._back_to_shared()
 
@@ -458,6 +467,9 @@ class SqliteView:
                     return position
                 except sqlite3.Error as e:
                     raise self._translate(e, "rebuild") from e
+                except OSError as e:
+                    raise ViewError(f"cannot write the rebuilt sqlite view next to {str(self.path)!r}: "
+                                    f"{e.strerror or e}", hint="check free space and permissions of data_dir") from e
                 finally:
                     self._back_to_shared()
             try:
@@ -490,7 +502,13 @@ class SqliteView:
             with self._read("search") as conn:
                 out = sqlite_search.search(conn, query, self.settings)
             if out.build:
-                self._build_lists(out.build)
+                try:
+                    self._build_lists(out.build)
+                except ViewError as e:  # e.g. another process holds a long write: answer without lists
+                    if isinstance(e, ViewCorruptError):
+                        raise
+                    with self._read("search") as conn:
+                        return sqlite_search.full(conn, query)
                 continue
             if out.stale:
                 with contextlib.suppress(ViewError):

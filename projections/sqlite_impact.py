@@ -65,6 +65,34 @@ class HeadTerm:
             return True
         return s == self.theta and record_id > self.theta_id
 
+    def listed(self, tf: int, dl: int, record_id: str) -> bool:
+        """Must a record holding the term ``tf`` times in ``dl`` tokens be listed? Mostly an integer compare."""
+        if dl > self._longest(tf):
+            return False  # its score is <= below
+        return not self.excluded(bm25_term(self.idf_b, tf, dl, self.avg_b), record_id)
+
+    def _longest(self, tf: int) -> int:
+        """Largest length whose build-time score with ``tf`` is above ``below`` (scores fall as length grows)."""
+        cache: dict[int, int] = self.__dict__.setdefault("_longest_cache", {})
+        got = cache.get(tf)
+        if got is not None:
+            return got
+        if self.below is None:
+            got = 1 << 62
+        else:
+            lo, hi = -1, 1 << 24  # invariant: score(lo) > below (lo = -1: none), score(hi) <= below
+            if bm25_term(self.idf_b, tf, hi, self.avg_b) > self.below:
+                lo = hi = 1 << 62
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if bm25_term(self.idf_b, tf, mid, self.avg_b) > self.below:
+                    lo = mid
+                else:
+                    hi = mid
+            got = lo
+        cache[tf] = got
+        return got
+
 
 def quote_term(term: str) -> str:
     """An FTS5 string for one token: double-quoted, so it is never query syntax."""
@@ -137,26 +165,24 @@ def maintain(conn: sqlite3.Connection, changes: Sequence[tuple[Side | None, Side
         return
     df_delta: Counter[str] = Counter()
     size_delta: Counter[str] = Counter()
+    head_names = heads.keys()
     for old, new in changes:
         if old is not None and new is not None and old[0] == new[0] and old[2] == new[2] and old[3] == new[3]:
             continue
-        old_tf: Counter[str] = Counter()
         if old is not None:
-            old_tf = Counter(t for t in document_tokens(old[2], old[3]) if t in heads)
-            for t in old_tf:
+            for t in head_names & set(document_tokens(old[2], old[3])):
                 df_delta[t] -= 1
                 cur = conn.execute("DELETE FROM fabric_impact WHERE term = ? AND rid = ?", (t, old[0]))
                 size_delta[t] -= cur.rowcount
         if new is not None:
             toks = document_tokens(new[2], new[3])
             dl = len(toks)
-            new_tf = Counter(t for t in toks if t in heads)
-            for t, tf in new_tf.items():
+            counts = Counter(toks)
+            for t in head_names & counts.keys():
                 df_delta[t] += 1
-                h = heads[t]
-                s = bm25_term(h.idf_b, tf, dl, h.avg_b)
-                if not h.excluded(s, new[1]):
-                    cur = conn.execute("INSERT OR REPLACE INTO fabric_impact VALUES (?, ?, ?, ?)", (t, new[0], tf, dl))
+                tf = counts[t]
+                if heads[t].listed(tf, dl, new[1]):
+                    conn.execute("INSERT OR REPLACE INTO fabric_impact VALUES (?, ?, ?, ?)", (t, new[0], tf, dl))
                     size_delta[t] += 1
     for t in set(df_delta) | set(size_delta):
         h = heads[t]
@@ -178,7 +204,7 @@ def _scored_list(conn: sqlite3.Connection, h: HeadTerm) -> list[tuple[float, str
 
 
 def trim(conn: sqlite3.Connection, h: HeadTerm, list_size: int) -> None:
-    """Cut a grown list back to ``list_size`` records, moving the cut up (never down: that would break the invariant)."""
+    """Cut a grown list back to ``list_size`` records, moving the cut up (never down: that breaks the invariant)."""
     rows = _scored_list(conn, h)
     if len(rows) <= list_size:
         return

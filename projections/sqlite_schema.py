@@ -73,7 +73,8 @@ TABLES: Final = (
     "CREATE VIEW memory_fts_source AS SELECT rowid AS rid, content, tag_text AS tags FROM memory_records",
     f"""CREATE VIRTUAL TABLE memory_fts USING fts5(
         content, tags, content='memory_fts_source', content_rowid='rid', tokenize='{TOKENIZER}')""",
-    "CREATE TABLE fabric_checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL, ts INTEGER NOT NULL)",
+    """CREATE TABLE fabric_checkpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL, ts INTEGER NOT NULL)""",
     "INSERT INTO fabric_checkpoint VALUES (1, 0, 0)",
     "CREATE TABLE fabric_meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
     # Head terms (found in many records) and, per term, the records that can rank first: see sqlite_impact.
@@ -91,11 +92,13 @@ TRIGGERS: Final = (
         INSERT INTO memory_fts(rowid, content, tags) VALUES (new.rowid, new.content, new.tag_text);
     END""",
     """CREATE TRIGGER IF NOT EXISTS memory_records_ad AFTER DELETE ON memory_records BEGIN
-        INSERT INTO memory_fts(memory_fts, rowid, content, tags) VALUES ('delete', old.rowid, old.content, old.tag_text);
+        INSERT INTO memory_fts(memory_fts, rowid, content, tags)
+            VALUES ('delete', old.rowid, old.content, old.tag_text);
     END""",
     """CREATE TRIGGER IF NOT EXISTS memory_records_au AFTER UPDATE OF content, tag_text ON memory_records
         WHEN old.content IS NOT new.content OR old.tag_text IS NOT new.tag_text BEGIN
-        INSERT INTO memory_fts(memory_fts, rowid, content, tags) VALUES ('delete', old.rowid, old.content, old.tag_text);
+        INSERT INTO memory_fts(memory_fts, rowid, content, tags)
+            VALUES ('delete', old.rowid, old.content, old.tag_text);
         INSERT INTO memory_fts(rowid, content, tags) VALUES (new.rowid, new.content, new.tag_text);
     END""",
 )

@@ -49,6 +49,14 @@ def _register() -> None:
 
     for module in (forget, rotate_key, compact):
         module.register(app)
+    from fabric.cli import migrate, rebuild  # noqa: PLC0415 - the sqlite view (issue #4)
+
+    for module in (rebuild, migrate):
+        module.register(app)
+    from fabric.cli import audit, import_cmd, replay, stats, tail  # noqa: PLC0415 - operator tools (issue #7)
+
+    for module in (replay, audit, tail, stats, import_cmd):
+        module.register(app)
 
 
 def exit_code_for(error: FabricError) -> int:

@@ -24,6 +24,10 @@ Backend = Annotated[
     typer.Option("--backend", "-b", help="local_jsonl, sqlite or s3 (default: $IOA_FABRIC_BACKEND or local_jsonl)."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+Key = Annotated[
+    str | None,
+    typer.Option("--key", envvar="IOA_FABRIC_KEY", show_envvar=True, help="Passphrase of an encrypted store."),
+]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -38,6 +42,20 @@ def open_fabric(data_dir: str | None, backend: str | None, *, must_exist: bool =
             raise ConfigurationError(f"data_dir {check!r} does not exist", hint="pass --data-dir or create a store first")
     config = {"data_dir": path} if path else None
     return MemoryFabric(backend=backend, config=config)
+
+
+def store_dir(data_dir: str | None, backend: str | None) -> str:
+    """The data_dir a read-only command works on (flag, else $IOA_FABRIC_ROOT, else the backend's default).
+
+    It must exist: looking at a store never creates one.
+    """
+    from fabric.backends import DEFAULT_DATA_DIRS, check_backend  # noqa: PLC0415
+
+    name = check_backend(backend or os.environ.get("IOA_FABRIC_BACKEND") or "local_jsonl")
+    path = data_dir or os.environ.get("IOA_FABRIC_ROOT") or DEFAULT_DATA_DIRS[name]
+    if not os.path.isdir(path):
+        raise ConfigurationError(f"data_dir {path!r} does not exist", hint="pass --data-dir or create a store first")
+    return path
 
 
 def emit_json(value: Any) -> None:

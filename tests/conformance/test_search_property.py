@@ -11,11 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
+from conftest import REFERENCE, FabricFactory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REFERENCE, FabricFactory
 from fabric.fabric import MemoryFabric
 
 WORDS = ["the", "fox", "dog", "café", "CAFE", "zürich", "东京", "run", "runs", "a", "b", "c", "dark", "mode",
@@ -47,7 +46,8 @@ leaf = st.one_of(
     st.builds(lambda v: {"n": {"$eq": v}}, scalar),
     st.builds(lambda vs: {"n": {"$in": vs}}, st.lists(scalar, max_size=3)),
     st.builds(lambda vs: {"user": {"$nin": vs}}, st.lists(st.sampled_from(USERS), max_size=2)),
-    st.builds(lambda v: {"list": {"$contains": v}}, st.one_of(st.integers(0, 2), st.sampled_from(["a", "b"]), st.booleans())),
+    st.builds(lambda v: {"list": {"$contains": v}},
+              st.one_of(st.integers(0, 2), st.sampled_from(["a", "b"]), st.booleans())),
     st.builds(lambda b: {"deep.k": {"$exists": b}}, st.booleans()),
     st.builds(lambda v: {"deep.s": v}, st.sampled_from(["p", "q"])),
 )
@@ -79,7 +79,8 @@ def _answers(fabric: MemoryFabric, queries: list[dict[str, Any]]) -> list[list[t
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(records=st.lists(record, min_size=1, max_size=40), changes=edits, queries=st.lists(query, min_size=1, max_size=8))
+@given(records=st.lists(record, min_size=1, max_size=40), changes=edits,
+       queries=st.lists(query, min_size=1, max_size=8))
 def test_same_answers_as_the_reference(make_fabric: FabricFactory, backend: str, records: list[dict[str, Any]],
                                        changes: list[tuple[str, int, str]], queries: list[dict[str, Any]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,6 +26,8 @@ import msgspec
 from fabric.events import Accessed, Deleted, Event, Stored, Updated, encode_payload
 from fabric.fabric import MemoryFabric
 from fabric.log import EventLog
+from fabric.query import bm25_term, document_tokens
+from projections import sqlite_impact as impact
 from projections.sqlite_schema import DB_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -88,10 +90,25 @@ def _snapshot(path: Path) -> tuple[list[tuple[object, ...]], list[str], list[lis
     con.execute("INSERT INTO memory_fts(memory_fts, rank) VALUES ('integrity-check', 1)")
     cols = "id, content, metadata, timestamp, tags, storage_tier, memory_type, access_count, last_accessed, " \
            "embedding, schema_version, created_seq, seq, updated, tag_text"
+    _check_lists(con)
     rows = sorted(con.execute(f"SELECT {cols} FROM memory_records").fetchall())
     order = [r[0] for r in con.execute("SELECT id FROM memory_records ORDER BY rowid")]
     con.close()
     return rows, order, answers
+
+
+def _check_lists(con: sqlite3.Connection) -> None:
+    """Head-term lists survived the kills intact: counts exact, every unlisted record covered by its cut."""
+    for h in impact.load(con).values():
+        listed = {r[0] for r in con.execute("SELECT rid FROM fabric_impact WHERE term = ?", (h.term,))}
+        df = 0
+        for rowid, rid, content, tag_text in con.execute("SELECT rowid, id, content, tag_text FROM memory_records"):
+            toks = document_tokens(content, (tag_text,) if tag_text else ())
+            if h.term in toks:
+                df += 1
+                if rowid not in listed:
+                    assert h.excluded(bm25_term(h.idf_b, toks.count(h.term), len(toks), h.avg_b), rid)
+        assert df == h.df, h.term
 
 
 def test_killed_projector_recovers_to_a_fresh_rebuild(tmp_path: Path) -> None:

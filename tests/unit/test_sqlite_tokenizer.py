@@ -38,7 +38,7 @@ CODE_POINTS = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
 def test_every_code_point(shape: str) -> None:
     texts = [" ".join(shape.format(chr(cp)) for cp in CODE_POINTS[i:i + 2048])
              for i in range(0, len(CODE_POINTS), 2048)]
-    for text, got in zip(texts, fts5_tokens(texts)):
+    for text, got in zip(texts, fts5_tokens(texts), strict=True):
         if tokenize(text) != got:
             bad = [w for w in text.split(" ") if tokenize(w) != fts5_tokens([w])[0]]
             pytest.fail(f"tokenize disagrees with FTS5 on {[hex(ord(c)) for w in bad[:5] for c in w]}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fabric.errors import DuplicateRecordError, FabricError, ViewCorruptError, ViewError
+from fabric.errors import DuplicateRecordError, FabricError, ViewError
 from fabric.fabric import MemoryFabric
 from fabric.query import bm25_idf, bm25_term, document_tokens, make_query
 from fabric.state import Change
