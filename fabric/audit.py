@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -79,7 +79,7 @@ def parse_time(text: str, *, now: int | None = None) -> int:
         raise InvalidInputError(f"cannot read {text!r} as a time; use ISO 8601 (2026-11-25T10:00:00Z) "
                                 "or an age (90s, 10m, 2h, 1d, 1w)") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1_000_000)
 
 

@@ -22,7 +22,7 @@ from fabric.audit import AuditSource, Version, clip, fold_versions, iso, now_us
 from fabric.errors import CorruptLogError
 from fabric.events import Deleted, Forgotten, Stored
 from fabric.forget import is_redacted
-from fabric.log import Envelope
+from fabric.log import Envelope, EventLog
 from fabric.state import Change
 
 _MINUTE: Final = 60 * 1_000_000
@@ -82,7 +82,7 @@ def collect(src: AuditSource, *, max_records: int = 200) -> ReportData:
     records: dict[str, _RecordInfo] = {}
     last: Envelope | None = None
     try:
-        spans = _span(log)
+        spans = _span(log, first)
         data.bucket = (_MINUTE if spans <= 2 * _HOUR else _HOUR if spans <= 3 * _DAY
                        else _DAY if spans <= 180 * _DAY else 7 * _DAY)
         for env in log.read(1):
@@ -123,11 +123,8 @@ def collect(src: AuditSource, *, max_records: int = 200) -> ReportData:
     return data
 
 
-def _span(log: object) -> int:
-    from fabric.log import EventLog  # noqa: PLC0415
-
-    assert isinstance(log, EventLog)
-    first = next(iter(log.read(1, 1)), None)
+def _span(log: EventLog, first: Envelope | None) -> int:
+    """µs from the first event to the last (read from the tail, not by scanning)."""
     last_seq = log.refresh()
     last = next(iter(log.read(last_seq, last_seq)), None) if last_seq else None
     return 0 if first is None or last is None else last.ts - first.ts
@@ -167,7 +164,8 @@ summary .excerpt{color:var(--muted);overflow:hidden;text-overflow:ellipsis;white
 .t-forgotten{background:#862e9c}.t-accessed{background:#adb5bd}
 .versions{padding:6px 16px 14px}.version{border-left:3px solid var(--line);padding:8px 0 8px 14px;margin:6px 0}
 .version .meta{color:var(--muted);font-size:13px}.content{white-space:pre-wrap;background:var(--bg);border-radius:6px;
-padding:8px 10px;margin:6px 0}del{background:#ffe3e3;color:#c92a2a}ins{background:#d3f9d8;color:#2b8a3e;text-decoration:none}
+padding:8px 10px;margin:6px 0}del{background:#ffe3e3;color:#c92a2a}
+ins{background:#d3f9d8;color:#2b8a3e;text-decoration:none}
 del,ins{padding:0 2px;border-radius:3px;margin:0 1px}.fields{font-size:13px;color:var(--muted)}
 .fields b{color:var(--ink);font-weight:600}.fields span{margin-right:14px;display:inline-block}
 .changes td{font-size:13px}.muted{color:var(--muted)}footer{color:var(--muted);font-size:12px;text-align:center}
@@ -292,7 +290,8 @@ def _record(rid: str, status: str, versions: list[Version], *, opened: bool = Fa
                f"<span class='excerpt'>{_E(excerpt)}</span><span class='muted'>{len(shown)} change(s)"
                f"{f', {reads} read batch(es)' if reads else ''} · {_E(_when(versions[-1].ts) if versions else '')}"
                "</span></summary>")
-    return f"<details{' open' if opened else ''}>{summary}<div class='versions'>{''.join(_version(v) for v in shown)}</div></details>"
+    body = "".join(_version(v) for v in shown)
+    return f"<details{' open' if opened else ''}>{summary}<div class='versions'>{body}</div></details>"
 
 
 def _version(v: Version) -> str:

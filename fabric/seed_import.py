@@ -32,7 +32,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -131,7 +131,7 @@ def _parse_iso(value: Any, what: str) -> int:
     except ValueError:
         raise _RowError(f"{what} {value!r} is not an ISO time") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return datetime_to_us(dt)
 
 
@@ -271,7 +271,7 @@ class SeedReader:
             names = [d[0] for d in cur.description]
             for row in cur:
                 source.rows += 1
-                cells = dict(zip(names, row))
+                cells = dict(zip(names, row, strict=True))
                 rowid = int(cells.pop("_rowid"))
                 where = f"{path}#rowid {rowid}"
                 try:

@@ -57,6 +57,10 @@ def _register() -> None:
 
     for module in (replay, audit, tail, stats, import_cmd):
         module.register(app)
+    from fabric.cli import doctor, restore  # noqa: PLC0415 - the s3 backend (issue #5)
+
+    for module in (doctor, restore):
+        module.register(app)
 
 
 def exit_code_for(error: FabricError) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -50,7 +51,8 @@ from fabric.model import to_public
 
 EXIT_DAMAGED = 4
 
-audit_app = typer.Typer(name="audit", help="Prove the log is intact; record histories, the audit trail, the store as of a time, an HTML report.", no_args_is_help=True, add_completion=False,
+audit_app = typer.Typer(name="audit", help="Prove the log is intact; record histories, the audit trail, the store "
+                                           "as of a time, an HTML report.", no_args_is_help=True, add_completion=False,
                         rich_markup_mode=None)
 
 
@@ -62,7 +64,9 @@ def verify(
 ) -> None:
     """Check the whole hash chain, every segment. On damage print the first bad segment and byte offset, exit 4.
 
-    Needs no key: hashes cover payload digests, not plaintext. Example: fabric audit verify --json
+    Needs no key: hashes cover payload digests, not plaintext.
+
+    Example: fabric audit verify --json
     """
     path = store_dir(data_dir, backend)
     try:
@@ -89,7 +93,8 @@ def verify(
         console.print(f"[yellow]opening the log cut a torn tail: {rec['segment']} at byte {rec['offset']} "
                       f"({rec['reason']}, {rec['dropped_bytes']} bytes)[/yellow]")
     console.print(f"[green]chain verified[/green]: {report.events:,} events in {report.segments} segment(s), "
-                  f"{report.bytes:,} bytes; head {report.last_hash}")
+                  f"{report.bytes:,} bytes")
+    console.print(f"head {report.last_hash}", soft_wrap=True)
 
 
 @audit_app.command("history")
@@ -102,7 +107,9 @@ def history(
 ) -> None:
     """Every event of one record, oldest first, with what each changed (a content diff, field changes).
 
-    Exit 3 if the id never occurs in the log. Example: fabric audit history mem-42
+    Exit 3 if the id never occurs in the log.
+
+    Example: fabric audit history mem-42
     """
     path = store_dir(data_dir, backend)
     with audit.open_source(path, key) as src:
@@ -119,8 +126,19 @@ def history(
                              (f"  {v.reason}" if v.reason else "", "dim"))
         body: list[Any] = []
         if v.type == "stored" and v.record is not None:
-            body.append(Text(v.record.content))
-        elif v.content_diff:
+            rec = v.record
+            body.append(Text(rec.content))
+            fields = [f"type {rec.memory_type}", f"tier {rec.storage_tier}"]
+            fields += [f"tags {', '.join(rec.tags)}"] if rec.tags else []
+            fields += [f"{c.field} {_cell(c.new)}" for c in v.changes
+                       if c.field.startswith("metadata.") or c.field == "embedding"]
+            body.append(Text(" · ".join(fields), style="dim"))
+            console.print(head)
+            for part in body:
+                console.print(part)
+            console.print()
+            continue
+        if v.content_diff:
             diff = Text()
             for line in v.content_diff[2:]:
                 style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
@@ -132,7 +150,7 @@ def history(
             table.add_column("before")
             table.add_column("after")
             for c in v.changes:
-                table.add_row(c.field, _cell(c.old), _cell(c.new))
+                table.add_row(Text(c.field), Text(_cell(c.old)), Text(_cell(c.new)))
             body.append(table)
         console.print(head)
         for part in body:
@@ -197,7 +215,9 @@ def as_of(
 ) -> None:
     """The store as it was at a log seq or a time: its records, or a search over them.
 
-    Deleted records come back; forgotten ones do not. Example: fabric audit as-of 2h --search "dark mode"
+    Deleted records come back; forgotten ones do not.
+
+    Example: fabric audit as-of 2h --search "dark mode"
     """
     path = store_dir(data_dir, backend)
     seq, ts = audit.parse_point(point)
@@ -208,9 +228,10 @@ def as_of(
         hits = snap.search_hits(search, limit if limit is not None else 10)
         records = [to_public(h.record) for h in hits]
         if json:
-            emit_json({"position": snap.position, "records": [record_json(r, h.score) for r, h in zip(records, hits)]})
+            emit_json({"position": snap.position,
+                       "records": [record_json(r, h.score) for r, h in zip(records, hits, strict=True)]})
             return
-        console.print(records_table(records, f"{len(records)} result(s) for {search!r} as of {where}",
+        console.print(records_table(records, escape(f"{len(records)} result(s) for {search!r} as of {where}"),
                                     [h.score for h in hits]))
         return
     records = snap.list_all(limit)
@@ -232,7 +253,9 @@ def report(
 ) -> None:
     """Write one self-contained HTML page: chain status, a timeline, a summary, per-record histories.
 
-    Exit 4 (after writing the page) if the chain is broken. Example: fabric audit report --html audit.html
+    Exit 4 (after writing the page) if the chain is broken.
+
+    Example: fabric audit report --html audit.html
     """
     path = store_dir(data_dir, backend)
     with audit.open_source(path, key) as src:
@@ -244,10 +267,10 @@ def report(
     if json:
         emit_json(result)
     elif data.verified:
-        console.print(f"wrote {html_file} ({result['bytes']:,} bytes): chain verified, {data.events:,} events, "
-                      f"{len(data.histories)} record histories")
+        console.print(escape(f"wrote {html_file} ({result['bytes']:,} bytes): chain verified, {data.events:,} events, "
+                             f"{len(data.histories)} record histories"))
     else:
-        console.print(f"[red]wrote {html_file}: chain BROKEN: {data.problem}[/red]")
+        console.print(escape(f"wrote {html_file}: chain BROKEN: {data.problem}"), style="red")
     if not data.verified:
         raise typer.Exit(EXIT_DAMAGED)
 

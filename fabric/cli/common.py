@@ -10,6 +10,7 @@ import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fabric.errors import ConfigurationError
 from fabric.fabric import MemoryFabric
@@ -79,10 +80,10 @@ def records_table(records: list[MemoryRecord], title: str, scores: list[float] |
     table.add_column("tags")
     table.add_column("content")
     for i, rec in enumerate(records):
-        row = [rec.id]
+        row: list[Text | str] = [Text(rec.id)]  # stored text is never rich markup: "[/x]" must print, not crash
         if scores is not None:
             row.append(f"{scores[i]:.3f}")
         content = rec.content if len(rec.content) <= 80 else rec.content[:77] + "..."
-        row += [rec.memory_type.value, ",".join(rec.tags), content]
+        row += [rec.memory_type.value, Text(",".join(rec.tags)), Text(content)]
         table.add_row(*row)
     return table

@@ -13,7 +13,7 @@ import tempfile
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from fabric.backends import DEFAULT_DATA_DIRS, check_backend
 from fabric.cli.common import Backend, DataDir, Json, console, emit_json, err_console
@@ -51,6 +51,7 @@ def import_seed_store(
     Versions of one id are merged (latest timestamp wins) and stored with their original
     timestamps. Ids already in the target are left alone, so running it again resumes.
     Unreadable rows are listed with file:line, db#rowid or object key; then the exit code is 1.
+
     Example: fabric import --from-seed ./artifacts/memory --data-dir ./fabric-store
     """
     if not from_seed and not s3_bucket:
@@ -89,24 +90,21 @@ def _render(summary: dict[str, object]) -> None:
         kinds[s["kind"]] = kinds.get(s["kind"], 0) + 1
     what = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no"
     console.print(f"read {summary['rows']} row(s) from {what} source(s): {summary['records']} distinct record(s)")
-    console.print(f"[green]{verb} {summary['imported']}[/green] into {summary['data_dir']}"
+    console.print(f"[green]{verb} {summary['imported']}[/green] into {escape(str(summary['data_dir']))}"
                   + (f"; {summary['already_present']} already there (left alone)" if summary["already_present"]
                      else "")
                   + (f"; {summary['decrypted']} decrypted" if summary["decrypted"] else ""))
     notes = summary["notes"]
     assert isinstance(notes, list)
     for note in notes:
-        console.print(f"[dim]note: {note}[/dim]")
+        console.print(f"note: {note}", style="dim", soft_wrap=True, markup=False)
     skipped = summary["skipped"]
     assert isinstance(skipped, list)
     if skipped:
-        table = Table(title=f"{len(skipped)} row(s) NOT imported", title_style="bold red")
-        table.add_column("where", style="cyan", overflow="fold")
-        table.add_column("id")
-        table.add_column("why", overflow="fold")
-        for p in skipped:
-            table.add_row(p["where"], p["id"] or "", p["reason"])
-        err_console.print(table)
+        err_console.print(f"[bold red]{len(skipped)} row(s) NOT imported:[/bold red]")
+        for p in skipped:  # one line each, never wrapped: easy to grep, easy to click in a terminal
+            rid = f" [id {p['id']}]" if p["id"] else ""
+            err_console.print(f"  {p['where']}{rid}: {p['reason']}", soft_wrap=True, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -75,6 +75,7 @@ class EventPrinter:
         self.count = 0
         self._out = sys.stdout.buffer
         self._headed = False
+        self._plain = not console.is_terminal  # piped: the same text without rich's per-line cost (~10x faster)
 
     def header(self) -> None:
         if self.json or self._headed:
@@ -82,6 +83,7 @@ class EventPrinter:
         self._headed = True
         console.print(Text(f"{'seq':>8}  {'time (UTC)':<23}  {'writer':<16}  {'type':<14}  {'id':<36}  what",
                            style="bold"), soft_wrap=True)
+        console.file.flush()  # plain lines go to the byte stream underneath: keep the order
 
     def emit(self, env: Envelope, change: Change | None) -> None:
         self.count += 1
@@ -95,6 +97,12 @@ class EventPrinter:
             return
         self.header()
         when = us_to_datetime(env.ts).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        if self._plain:
+            self._out.write(f"{env.seq:>8}  {when:<23}  {env.writer[:16]:<16}  {env.type:<14}  {env.id:<36}  "
+                            f"{audit.describe(change, env)}\n".encode())
+            if self.flush_each:
+                self._out.flush()
+            return
         line = Text.assemble(
             (f"{env.seq:>8}", "cyan"), "  ", (f"{when:<23}", "dim"), "  ", f"{env.writer[:16]:<16}", "  ",
             (f"{env.type:<14}", _TYPE_STYLES.get(env.type, "")), "  ", f"{env.id:<36}", "  ",
@@ -102,7 +110,7 @@ class EventPrinter:
         console.print(line, soft_wrap=True)
 
     def finish(self) -> None:
-        if self.json:
+        if self.json or self._plain:
             self._out.flush()
 
 
@@ -165,7 +173,9 @@ def replay(
     """Stream the log's events in order, filtered by seq, time, type, record id, writer or tag.
 
     A table for people, JSON lines with --json (add --raw for the log lines as stored).
-    Constant memory on any log size. Example: fabric replay --since 2h --type updated --json
+    Constant memory on any log size.
+
+    Example: fabric replay --since 2h --type updated --json
     """
     path = store_dir(data_dir, backend)
     flt = make_filter(from_seq=from_seq, to_seq=to_seq, since=since, until=until, types=event_type,
@@ -181,10 +191,14 @@ def replay(
     with audit.open_source(path, key, decode=needs_codec) as src, quiet_broken_pipe():
         if not follow_on:
             printer.header()
-        for env, change in stream(src, flt, decode=not raw, follow_on=follow_on, stop=stop, poll=poll):
-            printer.emit(env, change)
-            if count is not None and printer.count >= count:
-                break
+        try:
+            for env, change in stream(src, flt, decode=not raw, follow_on=follow_on, stop=stop, poll=poll):
+                printer.emit(env, change)
+                if count is not None and printer.count >= count:
+                    break
+        except KeyboardInterrupt:  # Ctrl-C is how a follow ends
+            if not follow_on:
+                raise
         printer.finish()
     if not json and not follow_on:
         console.print(f"[dim]{printer.count} event(s)[/dim]")

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from fabric import audit, backends
 from fabric.cli.common import Backend, DataDir, Json, Key, console, emit_json, store_dir
@@ -79,7 +81,7 @@ def stats(
 
 
 def _render(result: dict[str, Any]) -> None:
-    table = Table(title=f"store {result['data_dir']}", show_header=False, title_justify="left")
+    table = Table(title=escape(f"store {result['data_dir']}"), show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value")
     table.add_row("backend", result["backend"])
@@ -109,7 +111,7 @@ def _render(result: dict[str, Any]) -> None:
             t.add_column("name")
             t.add_column("events", justify="right")
             for k, n in result[key].items():
-                t.add_row(k or "(none)", f"{n:,}")
+                t.add_row(Text(k or "(none)"), f"{n:,}")
             console.print(t)
     for rec in result.get("recovered", ()):
         console.print(f"[yellow]opening the log repaired {rec['segment']} at byte {rec['offset']}: "

@@ -13,7 +13,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from fabric import audit
 from fabric.cli.common import Backend, DataDir, Json, Key, console, emit_json, store_dir
@@ -136,7 +138,8 @@ class _Summary:
 
     def render(self) -> Table:
         d = self.to_dict()
-        table = Table(title=f"fabric watch: {self.path}", show_header=False, title_justify="left", min_width=60)
+        table = Table(title=escape(f"fabric watch: {self.path}"), show_header=False, title_justify="left",
+                      min_width=60)
         table.add_column("what", style="bold")
         table.add_column("value")
         table.add_row("events", f"{d['events']:,}")
@@ -145,8 +148,8 @@ class _Summary:
         table.add_row("new since start", ", ".join(f"{k} {v:,}" for k, v in self.new_types.most_common()) or "0")
         last = d["last_event"]
         if last is not None:
-            table.add_row("last event", f"#{last['seq']} {last['type']} {last['id']} by {last['writer']}")
-            table.add_row("", f"{last['time']} ({last['age_seconds']:.1f} s ago) {last['what']}")
+            table.add_row("last event", Text(f"#{last['seq']} {last['type']} {last['id']} by {last['writer']}"))
+            table.add_row("", Text(f"{last['time']} ({last['age_seconds']:.1f} s ago) {last['what']}"))
         return table
 
 
@@ -163,6 +166,7 @@ def watch(
     """A live summary of the store as it changes: events/s, records, the latest event (Ctrl-C to stop).
 
     With --json, one summary object per line every --interval seconds and at the end.
+
     Example: fabric watch --data-dir ./store
     """
     path = store_dir(data_dir, backend)
