@@ -123,7 +123,7 @@ def open_source(data_dir: str | os.PathLike[str], key: str | None = None, *,
     path = Path(data_dir)
     if not path.is_dir():
         raise ConfigurationError(f"data_dir {str(path)!r} does not exist", hint="pass --data-dir")
-    event_log = EventLog(path, create=False)
+    event_log = EventLog(path, read_only=True)
     try:
         codec: Codec = StoreOpener(key).open(event_log) if decode else PlainCodec()
         yield AuditSource(event_log, codec)

@@ -48,6 +48,7 @@ from fabric.errors import (
     LogClosedError,
     LogError,
     LogWriteError,
+    ReadOnlyError,
 )
 from fabric.events import ENVELOPE_VERSION, STORE_ID, SegmentSealed, StoreCreated, encode_payload
 
@@ -187,8 +188,12 @@ class EventLog:
         writer: str | None = None,
         genesis: StoreCreated | Callable[[], StoreCreated] | None = None,
         create: bool = True,
+        read_only: bool = False,
     ) -> None:
         """Open (or create) the log in ``data_dir``.
+
+        ``read_only`` opens an existing log for inspection (audits, replicas): nothing on
+        disk is changed, not even a torn tail, which is reported in `recovered` instead.
 
         ``genesis`` is the first event of a new log, or a function making it: called only
         when the log is new (under the lock), so costly set-up (deriving a key) is paid once.
@@ -216,6 +221,9 @@ class EventLog:
         self._stop = threading.Event()
         self._flush_error: BaseException | None = None
         self._hints: dict[int, tuple[int, int]] = {}
+        self.read_only = read_only
+        if read_only:
+            create = False
 
         try:
             if create:
@@ -224,7 +232,10 @@ class EventLog:
                 raise ConfigurationError(f"data_dir {str(self.path)!r} does not exist")
             if not self.path.is_dir():
                 raise ConfigurationError(f"data_dir {str(self.path)!r} is not a directory")
-            self._lock_fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            if read_only:  # lock only among read-only openers: the directory itself, never written
+                self._lock_fd = os.open(self.path, os.O_RDONLY)
+            else:
+                self._lock_fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except ConfigurationError:
             raise
         except OSError as e:
@@ -269,7 +280,8 @@ class EventLog:
 
     def _open_segment(self, first: int, path: Path) -> None:
         self._sealed = False
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        flags = os.O_RDONLY if self.read_only else os.O_RDWR | os.O_CREAT | os.O_APPEND
+        fd = os.open(path, flags, 0o644)
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = fd
@@ -314,7 +326,7 @@ class EventLog:
                     self._open_segment(nxt, self.segment_path(nxt))
                     self._end = 0  # not scanned yet: take in what others wrote there, from its start
                     continue
-                if self._sealed:  # sealed, but the next segment was never made (crash in between)
+                if self._sealed and not self.read_only:  # sealed, but the next segment was never made
                     self._roll()
             return
 
@@ -354,12 +366,16 @@ class EventLog:
         if good_end != size:
             dropped = size - good_end
             reason = "incomplete batch" if pending else "torn last line"
-            os.ftruncate(self._fd, good_end)
-            if self.durability != "none":
-                os.fsync(self._fd)
+            if self.read_only:
+                reason += " (left in place: opened read-only)"
+            else:
+                os.ftruncate(self._fd, good_end)
+                if self.durability != "none":
+                    os.fsync(self._fd)
             rec = Recovery(name, good_end, dropped, reason)
-            self.recovered.append(rec)
-            log.warning("log recovery: cut %d bytes (%s) at %s:%d", dropped, reason, name, good_end)
+            if rec not in self.recovered:
+                self.recovered.append(rec)
+                log.warning("log recovery: %s, %d bytes at %s:%d", reason, dropped, name, good_end)
         self._end = good_end
         self._tail = committed
         self._sealed = sealed
@@ -432,7 +448,7 @@ class EventLog:
         """
         if not entries:
             return []
-        self._check_open()
+        self._check_writable()
         with self._locked():
             self._repair_tail()
             if check is not None:
@@ -517,7 +533,7 @@ class EventLog:
         learn (from the size change they watch anyway) that they must move on. Sealed
         segments are never appended to again, so they can be rewritten (compaction).
         """
-        self._check_open()
+        self._check_writable()
         with self._locked():
             self._repair_tail()
             self._write_locked([(SegmentSealed.TYPE, STORE_ID, encode_payload(SegmentSealed()))], roll=False)
@@ -541,7 +557,7 @@ class EventLog:
         `LogError` (`seal_segment` first). Other handles keep working: readers reopen segments
         by name and check remembered positions; a writer whose file was replaced rescans it.
         """
-        self._check_open()
+        self._check_writable()
         name = segment_name(first)
         with self._locked():
             self._repair_tail()
@@ -676,7 +692,7 @@ class EventLog:
         if self._closed:
             return
         try:
-            if self._fd >= 0 and self._synced_seq < self._tail.seq:
+            if self._fd >= 0 and self._synced_seq < self._tail.seq and not self.read_only:
                 self._sync_now()
         finally:
             self._closed = True
@@ -699,6 +715,11 @@ class EventLog:
     def _check_open(self) -> None:
         if self._closed:
             raise LogClosedError(f"the log at {str(self.path)!r} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyError(f"the log at {str(self.path)!r} was opened read-only")
 
     # --- reading ---------------------------------------------------------------------
 

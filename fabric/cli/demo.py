@@ -120,7 +120,7 @@ def demo(
     console.print("\n[bold]5. verify the audit trail[/bold]")
     from fabric.log import EventLog  # noqa: PLC0415
 
-    with EventLog(path, create=False) as log:
+    with EventLog(path, read_only=True) as log:
         report = log.verify()
     console.print(f"  hash chain verified: {report.events} events in {report.segments} segment(s), "
                   f"{report.bytes} bytes, head {report.last_hash[:16]}…")

@@ -26,6 +26,7 @@ from fabric.errors import (
     FabricError,
     LogClosedError,
     LogWriteError,
+    ReadOnlyError,
 )
 from fabric.events import StoreCreated, Stored, decode_payload, encode_payload
 from fabric.log import (
@@ -531,3 +532,40 @@ def test_concurrent_readers(tmp_path: Path) -> None:
 def test_errors_are_fabric_errors(tmp_path: Path) -> None:
     with pytest.raises(FabricError):
         EventLog(tmp_path / "x", durability="fast")  # type: ignore[arg-type]
+
+
+def test_read_only_open_changes_nothing_and_refuses_writes(tmp_path: Path) -> None:
+    with EventLog(tmp_path, durability="none") as writer:
+        writer.append([("stored", "a", b'{"content":"x"}')])
+    segment = tmp_path / segment_name(1)
+    with open(segment, "ab") as f:
+        f.write(b'{"v":1,"seq":3')  # a torn last line, as a crash leaves it
+    before = segment.read_bytes()
+    with EventLog(tmp_path, read_only=True) as reader:
+        assert reader.last_seq == 2
+        assert [r.reason for r in reader.recovered] == ["torn last line (left in place: opened read-only)"]
+        assert reader.verify().events == 2
+        with pytest.raises(ReadOnlyError):
+            reader.append([("stored", "b", b"{}")])
+        with pytest.raises(ReadOnlyError):
+            reader.seal_segment()
+    assert segment.read_bytes() == before  # not even the torn tail was cut
+    assert not (tmp_path / "missing").exists()
+    with pytest.raises(ConfigurationError):
+        EventLog(tmp_path / "missing", read_only=True)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_audit_verify_does_not_repair_what_it_inspects(tmp_path: Path) -> None:
+    import subprocess  # noqa: PLC0415
+
+    with EventLog(tmp_path, durability="none") as writer:
+        writer.append([("stored", "a", b'{"content":"x"}')])
+    segment = tmp_path / segment_name(1)
+    with open(segment, "ab") as f:
+        f.write(b'{"v":1,"se')
+    before = segment.read_bytes()
+    done = subprocess.run([sys.executable, "-m", "fabric.cli", "audit", "verify", "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert segment.read_bytes() == before
