@@ -51,7 +51,7 @@ from fabric.s3_layout import (
     owner_key,
     parse_log_key,
 )
-from fabric.shipping import write_stream_state
+from fabric.ship_state import write_stream_state
 
 STREAMS_DIR: Final = "streams"
 _DECODER: Final = msgspec.json.Decoder(Envelope)

@@ -9,36 +9,37 @@ One cycle (a background thread runs them; writers never wait for it):
    batches of one local segment, at most ``chunk_bytes`` each, with ``put_if_absent``
    (If-None-Match: *). A chunk that already exists must hold the same bytes (a retry, or a
    crash before the checkpoint), else another store is shipping as this writer: a conflict.
-2. **Record lane.** Record objects for the ids touched by lines already shipped, the latest
-   state of each (coalesced: one PUT or DELETE per id per slice, however often it changed),
-   from the local view through ``record_source``. PUTs run in parallel.
-3. **Checkpoint**, last, so it never claims what is not durable; before overwriting it the
-   shipper checks it still holds what it wrote last (someone else moving it is a conflict).
+   Then the checkpoint, so the log is durable in the bucket before the slower lane runs.
+2. **Record lane.** Record objects for the ids touched by lines already shipped: one PUT or
+   DELETE per id per pass however often it changed, with its state as of now, from the local
+   view (``record_source``). A PUT costs ~1 ms of CPU under the GIL, so the lane waits for a
+   burst of writes to pause (``record_idle``, at most ``record_max_delay``), which also lets it
+   coalesce more, and runs a few PUTs in parallel (``record_workers``).
+3. **Checkpoint** again, last, so it never claims what is not durable. Before overwriting it
+   the shipper checks it still holds what it wrote last: moved by someone else is a conflict;
+   gone (a wiped bucket) means reconciling from scratch and shipping again what is missing.
 
 Outages: every failure is retried with backoff (doubling to ``max_backoff``, forever:
 shipping resumes by itself when the store answers); the log keeps everything meanwhile.
 Conflicts (writer id taken by another log, a bucket ahead of or diverged from the local
 log) stop shipping until reopened: nothing is overwritten. One process per data_dir ships
 (``.s3_ship.lock``); others stand by and take over if it exits. A sealed segment rewritten
-in place (forget, compaction) is noticed by its inode and its chunks are put again, so
-erased payloads leave the bucket too.
+in place (forget, compaction) is noticed (`fabric.ship_state.ShippedSegments`) and its
+chunks are put again, so erased payloads leave the bucket too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-
-import msgspec
 
 from fabric.errors import (
     FabricError,
@@ -49,7 +50,8 @@ from fabric.errors import (
     StorageError,
     StorageUnavailableError,
 )
-from fabric.log import Envelope, EventLog
+from fabric.log import EventLog
+from fabric.log_chunks import Chunk, read_chunks
 from fabric.objectstore import ObjectStore
 from fabric.s3_layout import (
     Checkpoint,
@@ -65,16 +67,21 @@ from fabric.s3_layout import (
     record_key,
     segment_prefix,
 )
+from fabric.ship_state import LOCK_NAME, ProgressFile, ShippedSegments, signature
 
 log = logging.getLogger("fabric.shipping")
 
-STATE_NAME: Final = ".s3_shipper.json"
-LOCK_NAME: Final = ".s3_ship.lock"
-_READ_BLOCK: Final = 4 << 20
 _CYCLE_BYTES: Final = 64 << 20  # checkpoint at least this often during a long catch-up
-_DECODER: Final = msgspec.json.Decoder(Envelope)
 
 RecordSource = Callable[[str], "bytes | None"]
+
+
+class _StartOver(Exception):
+    """Internal: the bucket lost this stream's checkpoint (wiped, cleaned up): reconcile again from scratch."""
+
+
+class _Interrupted(Exception):
+    """Internal: the shipper is stopping; a record pass ends early (its progress is not claimed)."""
 
 
 class StreamConflictError(StorageError):
@@ -87,106 +94,13 @@ class ShipOptions:
     poll: float = 1.0  # how often to look for other processes' appends when nobody pokes
     chunk_bytes: int = 8 << 20
     record_objects: bool = True
-    record_batch: int = 2048  # ids per record slice (checkpointed after each)
-    record_workers: int = 16
+    record_batch: int = 1024  # ids between two checkpoints of the record lane
+    record_scan: int = 1_000_000  # events one record pass looks at (ids are deduplicated across all of them)
+    record_workers: int = 4  # parallel PUTs: more starve the application's threads of the GIL
+    record_idle: float = 0.2  # record objects wait until writes pause this long...
+    record_max_delay: float = 2.0  # ...but never longer than this once they fall behind
     min_backoff: float = 0.2
     max_backoff: float = 5.0
-
-
-# --- reading raw lines ------------------------------------------------------------------------
-
-
-@dataclass
-class Chunk:
-    segment: int
-    first: int
-    last: int
-    data: bytes
-    last_hash: str
-    inode: int
-
-
-def read_chunks(log: EventLog, start: int, stop: int, *, max_bytes: int) -> Iterator[Chunk]:
-    """Lines ``start..stop`` as chunks of whole batches, raw bytes as on disk, never across segments.
-
-    ``stop`` must end a batch (as `EventLog.refresh` returns). Each segment file is read
-    through one descriptor, so a file renamed over meanwhile cannot mix old and new bytes;
-    `Chunk.inode` says which file the bytes came from.
-    """
-    seq = start
-    while seq <= stop:
-        located = next(iter(log.read_located(seq, seq)), None)
-        if located is None:
-            raise StorageError(f"log line {seq} is not readable (the log ends at {log.last_seq})")
-        _env, segment, offset = located
-        before = seq
-        for chunk in _read_segment(log, segment, offset, seq, stop, max_bytes):
-            seq = chunk.last + 1
-            yield chunk
-        if seq == before:
-            raise StorageError(f"log line {seq} vanished while shipping (segment {segment})")
-
-
-def _decode(line: bytes) -> Envelope | None:
-    try:
-        return _DECODER.decode(line)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        return None
-
-
-def _lines(f: Any, offset: int) -> Iterator[tuple[Envelope | None, bytes]]:
-    """(envelope, raw line with its newline) from ``offset``; a trailing partial line is left out."""
-    f.seek(offset)
-    carry = b""
-    while True:
-        block = f.read(_READ_BLOCK)
-        if not block:
-            return
-        buf = carry + block
-        pos = 0
-        while True:
-            nl = buf.find(b"\n", pos)
-            if nl < 0:
-                break
-            line = buf[pos:nl + 1]
-            pos = nl + 1
-            yield _decode(line), line
-        carry = buf[pos:]
-
-
-def _read_segment(log: EventLog, segment: int, offset: int, seq: int, stop: int, max_bytes: int) -> Iterator[Chunk]:
-    with open(log.segment_path(segment), "rb") as f:
-        inode = os.fstat(f.fileno()).st_ino
-        if offset:
-            f.seek(offset)
-            head = _decode(f.readline())
-            if head is None or head.seq != seq:  # a stale position (the segment was rewritten): scan it
-                offset = 0
-        pending = bytearray()
-        first = expect = seq
-        cut_at = cut_seq = 0
-        last_hash = ""
-        for env, line in _lines(f, offset):
-            if env is None:
-                raise StorageError(f"segment {segment}: an unreadable line after line {expect - 1} while shipping")
-            if env.seq < expect:
-                continue
-            if env.seq != expect:
-                raise StorageError(f"segment {segment}: expected line {expect}, found {env.seq} while shipping")
-            if env.seq > stop:
-                break
-            pending += line
-            expect += 1
-            if env.b == 0:
-                cut_at, cut_seq, last_hash = len(pending), env.seq, env.hash
-                if env.seq >= stop:
-                    break
-                if cut_at >= max_bytes:
-                    yield Chunk(segment, first, cut_seq, bytes(pending), last_hash, inode)
-                    pending.clear()
-                    first, cut_at = cut_seq + 1, 0
-        if cut_at:
-            yield Chunk(segment, first, cut_seq, bytes(pending[:cut_at]), last_hash, inode)
 
 
 # --- the shipper ------------------------------------------------------------------------------
@@ -216,6 +130,7 @@ class ShipStatus:
     log_seq: int = 0
     log_hash: str = ""
     records_seq: int = 0
+    checkpoint: tuple[int, int] = (0, 0)  # (log_seq, records_seq) the bucket's checkpoint says
     error: str | None = None
     since: float = field(default_factory=time.time)  # when the state began
     last_ok: float | None = None
@@ -238,19 +153,25 @@ class Shipper:
         self.options = options or ShipOptions()
         self._record_source = record_source
         self._before_records = before_records
-        self._state_path = Path(data_dir) / STATE_NAME
+        self._progress = ProgressFile(data_dir, stream=stream, log_id=log_id, target=target)
         self._lock_path = Path(data_dir) / LOCK_NAME
         self._lock_fd = -1
+        self._locked = False
         self.status = ShipStatus()
         self.counters = _Counters()
         self._cond = threading.Condition()
         self._wake = threading.Event()
         self._urgent = threading.Event()
+        self._records_wanted = threading.Event()
+        self._seen_last = 0
+        self._grew_at = 0.0
+        self._behind_since: float | None = None
+        self._next_due: float | None = None  # when deferred record objects become due
         self._stop = threading.Event()
         self._started = False
         self._last_checkpoint: bytes | None = None
         self._chunks = 0
-        self._inodes: dict[int, int] = {}
+        self._segments = ShippedSegments()
         self._state_written = 0.0
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -258,6 +179,10 @@ class Shipper:
     # --- control ------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the thread. Files are created here, never by the thread: a data_dir being deleted
+        under an open store (tests do) must not see files reappear."""
+        self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._progress.create()
         t = threading.Thread(target=self._run, name=f"fabric-s3-shipper-{self.stream}", daemon=True)
         self._thread = t
         t.start()
@@ -266,20 +191,26 @@ class Shipper:
         """Something was appended: ship it (within ``interval``)."""
         self._wake.set()
 
-    def wait(self, seq: int | None = None, *, records: bool = True, timeout: float = 30.0) -> bool:
+    def wait(self, seq: int | None = None, *, records: bool = True, timeout: float = 30.0,
+             give_up_on_failure: bool = False) -> bool:
         """Wait until the log up to ``seq`` (default: its current end) is shipped, and with
-        ``records`` its record objects too. False on timeout or when shipping stopped."""
+        ``records`` its record objects too. False on timeout, when shipping stopped, or (with
+        ``give_up_on_failure``) as soon as the store fails."""
         target = self.log.refresh() if seq is None else seq
         deadline = time.monotonic() + timeout
+        if records:
+            self._records_wanted.set()
         self._urgent.set()
         self._wake.set()
         with self._cond:
             while True:
-                st = self.status
-                if st.log_seq >= target and (not records or not self.options.record_objects
-                                             or st.records_seq >= target):
+                log_seq, records_seq = self.status.checkpoint
+                if log_seq >= target and (not records or records_seq >= target):
                     return True
+                st = self.status
                 if st.state in ("conflict", "stopped", "off") or self._stop.is_set():
+                    return False
+                if give_up_on_failure and st.failures:
                     return False
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -287,11 +218,12 @@ class Shipper:
                 self._cond.wait(min(left, 0.5))
 
     def close(self, timeout: float = 5.0) -> None:
-        """Ship what the log holds (if the store answers, for at most ``timeout`` s), then stop."""
+        """Ship what the log holds, record objects included (if the store answers, for at most
+        ``timeout`` s), then stop. Whatever is left ships on the next open."""
         if self._thread is None:
             return
         if self.status.state == "ok" and timeout > 0:
-            self.wait(records=False, timeout=timeout)
+            self.wait(records=True, timeout=timeout, give_up_on_failure=True)  # a record pass still running stops
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=max(timeout, 0.5))
@@ -332,7 +264,7 @@ class Shipper:
         last_cycle = 0.0
         try:
             while not self._stop.is_set():
-                if self._lock_fd < 0 and not self._take_lock():
+                if not self._locked and not self._take_lock():
                     self._set_state("standby")
                     self._stop.wait(self.options.poll)
                     continue
@@ -341,10 +273,17 @@ class Shipper:
                     if not self._started:
                         self._startup()
                         self._started = True
+                        self._succeeded()
                     last_cycle = time.monotonic()
                     more = self._cycle()
                     self._succeeded()
                     backoff = self.options.min_backoff
+                except _StartOver:
+                    self._started = False
+                    with self._cond:
+                        self.status.log_seq = self.status.records_seq = 0
+                        self.status.checkpoint = (0, 0)
+                    continue
                 except StreamConflictError as e:
                     self._set_state("conflict", e)
                     log.error("s3 shipping stopped: %s", e)
@@ -357,6 +296,11 @@ class Shipper:
                     self._failed("denied", e)
                 except FabricError as e:
                     self._failed("error", e)
+                except OSError as e:  # (after our errors: several of them are OSErrors too)
+                    if not self._lock_path.parent.is_dir():  # the data_dir is gone: nothing left to ship
+                        self._set_state("stopped", e)
+                        return
+                    self._failed("error", e)
                 except Exception as e:  # a bug must not kill shipping silently
                     log.exception("s3 shipper for %s failed", self.stream)
                     self._failed("error", e)
@@ -366,31 +310,31 @@ class Shipper:
                     continue
                 if more:
                     continue
-                self._wake.wait(self.options.poll)
+                due = self._next_due
+                wait = self.options.poll if due is None else min(self.options.poll, max(0.0, due - time.monotonic()))
+                self._wake.wait(wait)
                 self._wake.clear()
                 gap = self.options.interval - (time.monotonic() - last_cycle)
                 if gap > 0 and not self._urgent.is_set():
                     self._urgent.wait(gap)  # coalesce: at most one cycle per interval
                 self._urgent.clear()
         finally:
-            if self.status.state not in ("conflict",):
+            if self.status.state not in ("conflict", "stopped"):
                 self._set_state("stopped")
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
             if self._lock_fd >= 0:
-                os.close(self._lock_fd)
+                os.close(self._lock_fd)  # releases the flock
                 self._lock_fd = -1
             with self._cond:
                 self._cond.notify_all()
 
     def _take_lock(self) -> bool:
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(fd)
             return False
-        self._lock_fd = fd
+        self._locked = True
         self._started = False  # (re)read the bucket's view of things: another process shipped meanwhile
         return True
 
@@ -451,6 +395,7 @@ class Shipper:
             self._chunks = ckpt.chunks
         with self._cond:
             self.status.log_seq, self.status.log_hash, self.status.records_seq = shipped, digest, records
+            self.status.checkpoint = (shipped, records)
         self._adopt()
 
     def _get_checkpoint(self) -> Checkpoint | None:
@@ -506,9 +451,12 @@ class Shipper:
     def _cycle(self) -> bool:
         """Ship what there is (bounded); True if more is waiting."""
         last = self.log.refresh()
+        now = time.monotonic()
+        if last > self._seen_last:
+            self._seen_last, self._grew_at = last, now
         self._reship_rewritten()
         st = self.status
-        start_log, start_records = st.log_seq, st.records_seq
+        start_log = st.log_seq
         shipped_bytes = 0
         if st.log_seq < last:
             for chunk in read_chunks(self.log, st.log_seq + 1, last, max_bytes=self.options.chunk_bytes):
@@ -519,13 +467,30 @@ class Shipper:
                 shipped_bytes += len(chunk.data)
                 if shipped_bytes >= _CYCLE_BYTES:
                     break
-        more_records = False
         if not self.options.record_objects:
             st.records_seq = st.log_seq
-        elif st.records_seq < st.log_seq:
-            more_records = self._ship_records()
-        if (st.log_seq, st.records_seq) != (start_log, start_records):
+        if st.log_seq != start_log or st.checkpoint[0] != st.log_seq:  # the log first: durable before records
             self._put_checkpoint()
+        more_records = False
+        self._next_due = None
+        if st.records_seq < st.log_seq:
+            if self._behind_since is None:
+                self._behind_since = now
+            # Record objects cost one PUT each (GIL-heavy): let a burst of writes finish first (it
+            # also coalesces more), but never let them lag more than record_max_delay.
+            due = min(self._grew_at + self.options.record_idle, self._behind_since + self.options.record_max_delay)
+            if due <= now or self._records_wanted.is_set() or self._stop.is_set():
+                if st.log_seq != start_log:
+                    self._succeeded()  # the log is in: say so while the (slower) record pass runs
+                start_records = st.records_seq
+                more_records = self._ship_records()
+                if st.records_seq != start_records:
+                    self._put_checkpoint()
+            else:
+                self._next_due = due
+        if st.records_seq >= st.log_seq:
+            self._behind_since = None
+            self._records_wanted.clear()
         self._write_state(force=False)
         return st.log_seq < last or more_records
 
@@ -540,37 +505,48 @@ class Shipper:
                 raise StreamConflictError(f"{key} already holds other lines: another store ships as writer "
                                           f"{self.stream!r}, or this log diverged from what was shipped")
         self._chunks += 1
-        known = self._inodes.get(chunk.segment)
-        if known is None:
-            self._inodes[chunk.segment] = chunk.inode
-        elif known != chunk.inode:
-            self._inodes[chunk.segment] = -1  # part of it was shipped from the old file: put it again
+        self._segments.note(chunk.segment, chunk.first, chunk.data)
 
     def _ship_records(self) -> bool:
+        """One pass over the record backlog (at most ``record_scan`` events): every id touched gets ONE
+        request, with its state as of now, in order of first appearance, however often it changed
+        in the backlog. ``records_seq`` advances after each ``record_batch`` ids to just before the
+        first id not done yet (every event before it belongs to an id already put). True if more remain."""
         st = self.status
-        limit = st.log_seq
-        ids: dict[str, None] = {}
-        end = st.records_seq
+        limit = min(st.log_seq, st.records_seq + self.options.record_scan)
+        first_seen: dict[str, int] = {}
         for env in self.log.read(st.records_seq + 1, limit):
-            if env.id:
-                ids[env.id] = None
-            end = env.seq
-            if len(ids) >= self.options.record_batch:
-                break
+            if env.id and env.id not in first_seen:
+                first_seen[env.id] = env.seq
         if self._before_records is not None:
-            self._before_records(end)
-        if ids:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.options.record_workers, thread_name_prefix="fabric-s3-put")
-            for _ in self._pool.map(self._ship_record, ids):
-                pass
+            self._before_records(limit)
+        ids = list(first_seen)
+        step = self.options.record_batch
+        if ids and self._pool is None:
+            self._pool = ThreadPoolExecutor(self.options.record_workers, thread_name_prefix="fabric-s3-put")
+        for i in range(0, len(ids), step):
+            if self._stop.is_set():
+                return True
+            try:
+                for _ in self._pool.map(self._ship_record, ids[i:i + step]):  # type: ignore[union-attr]
+                    pass
+            except _Interrupted:
+                return True
+            done = first_seen[ids[i + step]] - 1 if i + step < len(ids) else limit
+            with self._cond:
+                st.records_seq = done
+                self._cond.notify_all()
+            if done < limit:
+                self._put_checkpoint()
         with self._cond:
-            st.records_seq = end
+            st.records_seq = limit
             self._cond.notify_all()
-        return end < limit
+        return limit < st.log_seq
 
     def _ship_record(self, rid: str) -> None:
         assert self._record_source is not None
+        if self._stop.is_set():
+            raise _Interrupted
         try:
             blob = self._record_source(rid)
         except (StorageError, LogClosedError):
@@ -599,9 +575,12 @@ class Shipper:
             current: bytes | None = self.store.get(key)
         except ObjectNotFoundError:
             current = None
+        if current is None and self._last_checkpoint is not None:
+            log.warning("%s vanished from the bucket (wiped or cleaned up?): shipping %s again from the start",
+                        key, self.stream)
+            raise _StartOver
         if current != self._last_checkpoint:
-            moved = "removed" if current is None else "moved"
-            raise StreamConflictError(f"{key} was {moved} by someone else: another store ships as writer "
+            raise StreamConflictError(f"{key} was moved by someone else: another store ships as writer "
                                       f"{self.stream!r}", hint="give each data_dir its own writer id")
         st = self.status
         ckpt = Checkpoint(writer=self.stream, log_id=self.log_id, log_seq=st.log_seq, log_hash=st.log_hash,
@@ -612,47 +591,50 @@ class Shipper:
         self.counters.checkpoint_puts += 1
         self.store.put(key, data)
         self._last_checkpoint = data
+        with self._cond:
+            st.checkpoint = (ckpt.log_seq, ckpt.records_seq)
+            self._cond.notify_all()
         self._write_state(force=True)
 
     # --- segments rewritten in place (forget, compaction) -----------------------------
 
     def _reship_rewritten(self) -> None:
-        if not self._inodes:
-            return
         segments = self.log.segments()
-        active = segments[-1] if segments else 0
-        for seg, ino in list(self._inodes.items()):
-            if seg == active and ino != -1:
-                continue
-            try:
-                now = os.stat(self.log.segment_path(seg)).st_ino
-            except FileNotFoundError:
-                del self._inodes[seg]
-                continue
-            if now != ino:
-                self._reship_segment(seg)
+        for seg in self._segments.check(segments, self.status.log_seq, self.log.segment_path):
+            self._reship_segment(seg, segments)
 
-    def _reship_segment(self, seg: int) -> None:
+    def _reship_segment(self, seg: int, segments: list[int]) -> None:
+        """Put every chunk of a sealed segment again, from one read of the file as it is now."""
+        nxt = next((s for s in segments if s > seg), None)
+        if nxt is None:
+            return
+        try:
+            fd = os.open(self.log.segment_path(seg), os.O_RDONLY)
+        except FileNotFoundError:
+            self._segments.forget(seg)
+            return
+        try:
+            sig = signature(fd)
+            data = b"".join(iter(lambda: os.read(fd, 4 << 20), b""))
+        finally:
+            os.close(fd)
+        lines = data.split(b"\n")
+        if lines.pop() != b"" or len(lines) != nxt - seg:
+            raise StorageError(f"segment {seg} does not hold lines {seg}..{nxt - 1} whole: not re-shipped")
         prefix = segment_prefix(self.stream, seg)
         self.counters.lists += 1
-        shipped = self.status.log_seq
-        inode = self._inodes.get(seg, -1)
         for key in list(self.store.list(prefix)):
             name = parse_log_key(key)
-            if not isinstance(name, ChunkName):
+            if not isinstance(name, ChunkName) or name.last >= nxt:
                 continue
-            first, last = name.first, name.last
-            if last > shipped:
-                continue
-            for chunk in read_chunks(self.log, first, last, max_bytes=1 << 62):
-                self.counters.puts += 1
-                self.counters.chunks_reshipped += 1
-                self.store.put(key, chunk.data)  # our own stream: overwriting is the point
-                inode = chunk.inode
-        self._inodes[seg] = inode
+            body = b"".join(line + b"\n" for line in lines[name.first - seg:name.last - seg + 1])
+            self.counters.puts += 1
+            self.counters.chunks_reshipped += 1
+            self.store.put(key, body)  # our own stream: overwriting is the point
+        self._segments.reshipped(seg, data, sig)
         log.info("re-shipped segment %d of %s (rewritten in place)", seg, self.stream)
 
-    # --- local state (a cache for standby processes and restarts) ---------------------
+    # --- local progress (a cache for standby processes and restarts) ---------------------
 
     def _write_state(self, *, force: bool) -> None:
         now = time.monotonic()
@@ -660,51 +642,17 @@ class Shipper:
             return
         self._state_written = now
         st = self.status
-        state = {"format": 1, "stream": self.stream, "log_id": self.log_id, "target": self.target,
-                 "log_seq": st.log_seq, "log_hash": st.log_hash, "records_seq": st.records_seq,
-                 "state": st.state, "error": st.error, "updated": time.time_ns() // 1000, "pid": os.getpid(),
-                 "inodes": {str(k): v for k, v in self._inodes.items()}}
-        tmp = self._state_path.with_name(f".{self._state_path.name}.tmp")
-        with contextlib.suppress(OSError):
-            tmp.write_bytes(msgspec.json.encode(state))
-            os.replace(tmp, self._state_path)
+        self._progress.write({"log_seq": st.log_seq, "log_hash": st.log_hash, "records_seq": st.records_seq,
+                              "state": st.state, "error": st.error,
+                              "segments": self._segments.to_json()})
 
     def _read_state(self) -> dict[str, Any] | None:
-        try:
-            state = msgspec.json.decode(self._state_path.read_bytes())
-        except (OSError, msgspec.DecodeError):
-            return None
-        if not isinstance(state, dict) or state.get("target") != self.target or state.get("stream") != self.stream \
-                or state.get("log_id") != self.log_id:
-            return None
-        return state
+        return self._progress.read()
 
     def _load_state(self) -> None:
-        state = self._read_state()
+        state = self._progress.read()
         if state is not None:
-            self._inodes = {int(k): int(v) for k, v in (state.get("inodes") or {}).items()}
-
-
-def read_stream_name(data_dir: Path) -> str | None:
-    """The writer id a data_dir last shipped as (from its local state file), if any."""
-    try:
-        state = msgspec.json.decode((Path(data_dir) / STATE_NAME).read_bytes())
-    except (OSError, msgspec.DecodeError):
-        return None
-    name = state.get("stream") if isinstance(state, dict) else None
-    return name if isinstance(name, str) else None
-
-
-def write_stream_state(data_dir: Path, *, stream: str, log_id: str, target: str, log_seq: int, log_hash: str,
-                       records_seq: int) -> None:
-    """Record in a (restored) data_dir which stream it is and how far the bucket has it."""
-    state = {"format": 1, "stream": stream, "log_id": log_id, "target": target, "log_seq": log_seq,
-             "log_hash": log_hash, "records_seq": records_seq, "state": "restored", "error": None,
-             "updated": time.time_ns() // 1000, "pid": os.getpid(), "inodes": {}}
-    path = Path(data_dir) / STATE_NAME
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(msgspec.json.encode(state))
-    os.replace(tmp, path)
+            self._segments.load(state.get("segments"), self.log.segment_path)
 
 
 def _iso(t: float | None) -> str | None:

@@ -33,7 +33,8 @@ from fabric.events import Deleted, StoreCreated
 from fabric.model import to_public
 from fabric.query import Hit, Query
 from fabric.s3_layout import ENV_WRITER, S3Settings, check_writer, open_store, resolve_settings
-from fabric.shipping import ShipOptions, Shipper, read_stream_name, write_stream_state
+from fabric.ship_state import read_stream_name, write_stream_name
+from fabric.shipping import ShipOptions, Shipper
 from fabric.state import SCHEMA_VERSION, Change, Record
 from fabric.streams import MergeKey, Replica, load_replicas, merge_key
 from projections.memory import MemoryView
@@ -73,14 +74,17 @@ def ship_options(config: Mapping[str, Any]) -> ShipOptions:
     for key, attr, kind in (("ship_interval", "interval", float), ("poll_interval", "poll", float),
                             ("chunk_bytes", "chunk_bytes", int), ("record_objects", "record_objects", bool),
                             ("record_batch", "record_batch", int), ("record_workers", "record_workers", int),
+                            ("record_scan", "record_scan", int), ("record_idle", "record_idle", float),
+                            ("record_max_delay", "record_max_delay", float),
                             ("min_backoff", "min_backoff", float), ("max_backoff", "max_backoff", float)):
         if key in config and config[key] is not None:
             try:
                 setattr(o, attr, kind(config[key]))
             except (TypeError, ValueError) as e:
                 raise ConfigurationError(f"config[{key!r}] must be a {kind.__name__}: {e}") from e
-    if o.chunk_bytes < 1 or o.record_batch < 1 or o.record_workers < 1 or o.interval < 0 or o.max_backoff <= 0:
-        raise ConfigurationError("chunk_bytes, record_batch, record_workers and max_backoff must be positive")
+    if min(o.chunk_bytes, o.record_batch, o.record_workers, o.record_scan) < 1 or o.interval < 0 or o.max_backoff <= 0:
+        raise ConfigurationError("chunk_bytes, record_batch, record_workers, record_scan and max_backoff "
+                                 "must be positive")
     return o
 
 
@@ -151,9 +155,8 @@ class S3View:
         if event_log.writer != self.stream:
             event_log.writer = self.stream  # new lines carry the stream's name (a restored writer keeps its own)
         target = f"{self.settings.bucket}/{self.settings.prefix}"
-        if known is None:  # remember the name before anything is shipped under it
-            write_stream_state(self.data_dir, stream=self.stream, log_id=log_id, target=target, log_seq=0,
-                               log_hash="", records_seq=0)
+        if known is None:  # bind the name before anything is shipped under it
+            write_stream_name(self.data_dir, stream=self.stream, log_id=log_id)
         self.replicas, self._foreign = load_replicas(self.data_dir, passphrase)
         if self._foreign and self._local_kind != "memory":
             log.warning("%s has replicas of other writers: serving reads from the in-memory view", self.data_dir)
@@ -323,6 +326,20 @@ class S3View:
         out["behind"] = max(local_behind, snap["lag_events"], snap["record_lag_events"])
         out["healthy"] = snap["state"] in ("ok", "standby") and out["behind"] == 0
         return out
+
+    def fetch_record_object(self, record_id: str) -> dict[str, Any] | None:
+        """The record's object as the bucket holds it, opened (decrypted) and parsed; None if there is none."""
+        from fabric.errors import ObjectNotFoundError  # noqa: PLC0415
+        from fabric.s3_layout import record_key  # noqa: PLC0415
+
+        if self.shipper is None:
+            return None
+        try:
+            blob = self.shipper.store.get(record_key(record_id))
+        except ObjectNotFoundError:
+            return None
+        body: dict[str, Any] = msgspec.json.decode(self._codec.open_record_object(record_id, blob))
+        return body
 
     def wait_shipped(self, timeout: float = 30.0, *, records: bool = True) -> bool:
         """Block until everything in the log is in the bucket (tests, doctor, tools). False on timeout."""

@@ -22,6 +22,9 @@ BACKENDS: dict[str, ConfigFactory] = {
     "local_jsonl": lambda request, path: ("local_jsonl", {"data_dir": str(path)}),
     "sqlite": lambda request, path: ("sqlite", {"data_dir": str(path)}),
     "sqlite-pruned": lambda request, path: ("sqlite", {"data_dir": str(path), "head_df": 2, "impact_list_size": 3}),
+    # s3: a fresh bucket per test on the session's real server (s3_env points boto3 at it); reads stay local
+    "s3": lambda request, path: ("s3", {"data_dir": str(path), "prefix": "conformance/", "ship_interval": 0.05,
+                                        "bucket_name": [request.getfixturevalue(f) for f in ("s3_env", "s3_bucket")][1]}),
 }
 
 REFERENCE = "local_jsonl"

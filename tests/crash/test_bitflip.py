@@ -2,8 +2,9 @@
 
 Two kinds of flip, two detectors:
 - a flip that breaks the JSON (or the seq) of a line is caught as soon as the line is read;
-- a flip that still parses (a letter of the content, a hex digit of a hash) reads fine and is
-  caught by `verify()`, which recomputes every hash and names the first bad line.
+- a flip that still parses (a letter of the content, a hex digit of a hash) is caught by the
+  line's own hash: on every read (views catching up), and by `verify()`, which also checks
+  the links, and names the first bad line.
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ def test_flip_that_still_parses_is_caught_by_verify(store: Path) -> None:
     pos = line.raw.index(b"abcdefgh")
     _flip(line.segment, line.offset + pos, ord("X"))
     with EventLog(store) as log:
-        assert len(list(log.read())) == len(raw_lines(store))  # it reads: JSON and seqs are fine
+        assert len(list(log.read(verify=False))) == len(raw_lines(store))  # JSON and seqs are fine
+        with pytest.raises(ChainBrokenError) as on_read:  # but the line's own hash is not
+            list(log.read())
+        assert (on_read.value.segment, on_read.value.offset) == (line.segment.name, line.offset)
         with pytest.raises(ChainBrokenError) as info:
             log.verify()
     err = info.value

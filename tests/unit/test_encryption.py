@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from helpers import raw_lines, segment_files
+from helpers import raw_lines, rechain, segment_files
 
 from fabric import MemoryFabric, crypto
 from fabric.crypto_codec import (
@@ -205,6 +205,7 @@ def _rewrite_line(path: Path, type_: str, change: Any, nth: int = 0) -> None:
     new = json.dumps(env, separators=(",", ":")).encode() + b"\n"
     data = line.segment.read_bytes()
     line.segment.write_bytes(data[:line.offset] + new + data[line.offset + len(line.raw):])
+    rechain(path)  # the chain has no secret: encryption must catch what a forged chain hides
 
 
 def _flip_b64(value: str, at: int = 20) -> str:
